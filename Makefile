@@ -1,0 +1,117 @@
+# rem — build, test, demo. `make help` lists the targets.
+# Lua 5.4 and libuv are found with pkg-config; `make deps` installs what is missing (Debian).
+
+PKG_CONFIG ?= pkg-config
+LUA        ?= lua5.4
+BUSTED     ?= busted
+PREFIX     ?= /usr/local
+BUILD      ?= build
+
+LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
+LUA_LIBS   := $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null)
+UV_CFLAGS  := $(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null)
+UV_LIBS    := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -pedantic
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN)
+ifeq ($(CI),true)
+CFLAGS  += -Werror
+endif
+SANITIZE ?=
+CFLAGS  += $(SANITIZE)
+LDFLAGS += $(SANITIZE)
+
+RUNTIME_SRC := $(wildcard runtime/*.c)
+BINDING_SRC := $(wildcard bindings/*.c)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+BINDING_OBJ := $(BINDING_SRC:%.c=$(BUILD)/%.o)
+CTEST_SRC   := $(wildcard test/test_*.c)
+CTEST_BIN   := $(CTEST_SRC:test/%.c=$(BUILD)/test/%)
+
+LIBREM   := $(BUILD)/librem.a
+CORE_SO  := $(BUILD)/rem/core.so
+REM_BIN  := $(BUILD)/rem
+
+DEBIAN_PKGS := gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted
+
+.PHONY: all deps test ctest spec demo asan clean help
+all: $(LIBREM) $(CORE_SO) $(REM_BIN)
+
+help:
+	@echo "make deps   install the Debian packages that are missing (apt-get)"
+	@echo "make        build build/librem.a, build/rem/core.so and build/rem"
+	@echo "make test   C tests and busted specs"
+	@echo "make demo   run examples/demo.lua"
+	@echo "make asan   the whole test suite under ASan+UBSan"
+	@echo "make clean"
+
+# Installs only what is missing, so it is quick when everything is there.
+deps:
+	@missing=""; for p in $(DEBIAN_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(UV_CFLAGS) -c $< -o $@
+
+$(BUILD)/bindings/%.o: bindings/%.c $(wildcard bindings/*.h) $(wildcard runtime/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(UV_CFLAGS) -Iruntime -c $< -o $@
+
+$(LIBREM): $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(CORE_SO): $(BINDING_OBJ) $(LIBREM)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $(BINDING_OBJ) $(LIBREM) $(UV_LIBS)
+
+$(REM_BIN): program/rem.c $(BINDING_OBJ) $(LIBREM)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(UV_CFLAGS) -Iruntime -Ibindings \
+	  -DREM_LUA_DIR='"$(CURDIR)/lua"' -DREM_INSTALL_LUA_DIR='"$(PREFIX)/share/lua/5.4"' \
+	  program/rem.c $(BINDING_OBJ) $(LIBREM) $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -o $@
+
+$(BUILD)/test/%: test/%.c $(LIBREM) $(wildcard test/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(UV_CFLAGS) -Iruntime $< $(LIBREM) $(LDFLAGS) $(CMOCKA_LIBS) $(UV_LIBS) -lm -o $@
+
+# Lua finds rem (lua/rem/init.lua) and rem.core (build/rem/core.so) in the tree.
+LUA_ENV := LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+           LUA_CPATH_5_4="$(CURDIR)/$(BUILD)/?.so;;"
+
+ctest: $(CTEST_BIN)
+	@tools/run-ctests $(CTEST_BIN)
+
+spec: $(CORE_SO)
+	@$(LUA_ENV) tools/run-specs $(BUSTED)
+
+test: deps
+	@$(MAKE) --no-print-directory all $(CTEST_BIN)
+	@tools/run-all "$(MAKE) --no-print-directory ctest" "$(MAKE) --no-print-directory spec"
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(REM_BIN) examples/demo.lua
+
+# ASan+UBSan: a separate build tree; Lua is not instrumented, so the sanitizer runtime is
+# preloaded into lua5.4 for the specs, and leak checks cover the C tests.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE="$(ASAN_FLAGS)" CFLAGS="-O1 -g" all \
+	  $(CTEST_SRC:test/%.c=build-asan/test/%)
+	@tools/run-all \
+	  "$(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' CFLAGS='-O1 -g' ctest" \
+	  "ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so):$$($(CC) -print-file-name=libubsan.so) \
+	   $(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' CFLAGS='-O1 -g' spec"
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,130 @@
+/* luaopen_rem_core: the per-state scheduler, the embedding hooks and rem.core's table. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if LUA_VERSION_NUM != 504 || LUA_VERSION_RELEASE_NUM < 50404
+#error "rem needs Lua 5.4.4 or newer (yielding inside __close)"
+#endif
+
+void rem__setfuncs(lua_State *L, const luaL_Reg *fns, rem_state *st) {
+  lua_pushlightuserdata(L, st);
+  luaL_setfuncs(L, fns, 1);
+}
+
+void rem_set_loop(lua_State *L, uv_loop_t *loop) {
+  lua_pushlightuserdata(L, loop);
+  lua_setfield(L, LUA_REGISTRYINDEX, REM_LOOP_KEY);
+}
+
+static rem_state *find_state(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, REM_STATE_KEY);
+  rem_state **holder = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return holder ? *holder : NULL;
+}
+
+uv_loop_t *rem_get_loop(lua_State *L) {
+  rem_state *st = find_state(L);
+  return st ? st->loop : NULL;
+}
+
+static void free_state(rem_sched_t *sched) {
+  rem_state *st = sched->data;
+  if (st->owns_loop) return;  /* freed by state_gc once its loop is closed */
+  free(st);
+}
+
+/* The Lua state is closing: report errors nobody saw, close the scheduler's handles. On
+ * rem's own loop the close completes here; on a host's loop, when the host runs it next. */
+static int state_gc(lua_State *L) {
+  rem_state **holder = lua_touserdata(L, 1);
+  rem_state *st = *holder;
+  if (!st) return 0;
+  *holder = NULL;
+  rem__report_unobserved(st, L);
+  rem_sched_close(&st->sched, free_state);
+  if (st->owns_loop) {
+    uv_run(&st->own_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&st->own_loop);
+    free(st);
+  }
+  return 0;
+}
+
+static void count_active(uv_handle_t *handle, void *arg) {
+  if (uv_is_active(handle) && !uv_is_closing(handle)) ++*(int *)arg;
+}
+
+/* stats() -> {live=, ready=, timers=, active_handles=}: what rem has going on the loop. */
+static int l_stats(lua_State *L) {
+  rem_state *st = rem__state(L);
+  int active = 0;
+  uv_walk(st->loop, count_active, &active);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)st->sched.live);
+  lua_setfield(L, -2, "live");
+  lua_pushboolean(L, !rem_list_empty(&st->sched.ready));
+  lua_setfield(L, -2, "ready");
+  lua_pushinteger(L, (lua_Integer)st->sched.timers.len);
+  lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, active);
+  lua_setfield(L, -2, "active_handles");
+  return 1;
+}
+
+int luaopen_rem_core(lua_State *L) {
+  if (find_state(L)) return luaL_error(L, "rem.core: already loaded in this Lua state");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  /* Threads copy the main thread's extra space when created: it must say "no task". */
+  rem__set_current(main, NULL);
+  if (L != main) rem__set_current(L, NULL);
+
+  rem_state **holder = lua_newuserdatauv(L, sizeof *holder, 0);
+  *holder = NULL;
+  lua_newtable(L);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+
+  rem_state *st = malloc(sizeof *st);
+  if (!st) return luaL_error(L, "rem.core: out of memory");
+  memset(st, 0, sizeof *st);
+  st->L = main;
+  rem_list_init(&st->tasks);
+  rem_list_init(&st->unobserved);
+  lua_getfield(L, LUA_REGISTRYINDEX, REM_LOOP_KEY);
+  st->loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  int rc = 0;
+  if (!st->loop) {
+    rc = uv_loop_init(&st->own_loop);
+    st->loop = &st->own_loop;
+    st->owns_loop = 1;
+  }
+  if (rc == 0) rc = rem_sched_init(&st->sched, st->loop);
+  if (rc) {
+    if (st->owns_loop) uv_loop_close(&st->own_loop);
+    free(st);
+    return luaL_error(L, "rem.core: cannot start: %s", uv_strerror(rc));
+  }
+  st->sched.data = st;
+  *holder = st;
+  lua_setfield(L, LUA_REGISTRYINDEX, REM_STATE_KEY);
+
+  lua_newtable(L);
+  static const luaL_Reg fns[] = {{"stats", l_stats}, {NULL, NULL}};
+  rem__setfuncs(L, fns, st);
+  rem__open_errors(L);
+  rem__open_task(L, st);
+  rem__open_group(L, st);
+  rem__open_scope(L, st);
+  rem__open_clock(L, st);
+  rem__open_await(L);
+  lua_pushliteral(L, REM_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

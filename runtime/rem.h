@@ -1,0 +1,18 @@
+/* rem's C runtime: tasks, cancellation scopes and deadlines, task groups and error lists
+ * over a uv_loop_t the caller owns. It never includes lua.h: a C program can use it alone.
+ * Functions return 0 or a negative UV_E* code, so uv_err_name() names every failure.
+ */
+#ifndef REM_H
+#define REM_H
+
+#define REM_VERSION "0.1.0"
+
+#include "errlist.h"
+#include "group.h"
+#include "list.h"
+#include "scheduler.h"
+#include "scope.h"
+#include "task.h"
+#include "timers.h"
+
+#endif
