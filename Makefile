@@ -14,14 +14,14 @@ UV_LIBS    := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -pedantic
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN)
-ifeq ($(CI),true)
-CFLAGS  += -Werror
-endif
+OPT     ?= -O2 -g
 SANITIZE ?=
-CFLAGS  += $(SANITIZE)
-LDFLAGS += $(SANITIZE)
+# CFLAGS/LDFLAGS stay the user's; what rem needs is added here.
+override CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(OPT) $(SANITIZE)
+ifeq ($(CI),true)
+override CFLAGS  += -Werror
+endif
+override LDFLAGS += $(SANITIZE)
 
 RUNTIME_SRC := $(wildcard runtime/*.c)
 BINDING_SRC := $(wildcard bindings/*.c)
@@ -32,7 +32,7 @@ CTEST_BIN   := $(CTEST_SRC:test/%.c=$(BUILD)/test/%)
 
 LIBREM   := $(BUILD)/librem.a
 CORE_SO  := $(BUILD)/rem/core.so
-REM_BIN  := $(BUILD)/rem
+REM_BIN  := $(BUILD)/bin/rem
 
 DEBIAN_PKGS := gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted
 
@@ -58,11 +58,16 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
+# Objects are rebuilt when the flags change (a plain and a sanitizer build never mix).
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD); echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(FLAGS_STAMP) || \
+  echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $(FLAGS_STAMP))
+
+$(BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(UV_CFLAGS) -c $< -o $@
 
-$(BUILD)/bindings/%.o: bindings/%.c $(wildcard bindings/*.h) $(wildcard runtime/*.h)
+$(BUILD)/bindings/%.o: bindings/%.c $(wildcard bindings/*.h) $(wildcard runtime/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(UV_CFLAGS) -Iruntime -c $< -o $@
 
@@ -74,13 +79,13 @@ $(CORE_SO): $(BINDING_OBJ) $(LIBREM)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -o $@ $(BINDING_OBJ) $(LIBREM) $(UV_LIBS)
 
-$(REM_BIN): program/rem.c $(BINDING_OBJ) $(LIBREM)
+$(REM_BIN): program/rem.c $(BINDING_OBJ) $(LIBREM) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(UV_CFLAGS) -Iruntime -Ibindings \
-	  -DREM_LUA_DIR='"$(CURDIR)/lua"' -DREM_INSTALL_LUA_DIR='"$(PREFIX)/share/lua/5.4"' \
+	  -DREM_INSTALL_LUA_DIR='"$(PREFIX)/share/lua/5.4"' \
 	  program/rem.c $(BINDING_OBJ) $(LIBREM) $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -o $@
 
-$(BUILD)/test/%: test/%.c $(LIBREM) $(wildcard test/*.h)
+$(BUILD)/test/%: test/%.c $(LIBREM) $(wildcard test/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(UV_CFLAGS) -Iruntime $< $(LIBREM) $(LDFLAGS) $(CMOCKA_LIBS) $(UV_LIBS) -lm -o $@
 
@@ -106,12 +111,12 @@ demo: deps
 # preloaded into lua5.4 for the specs, and leak checks cover the C tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE="$(ASAN_FLAGS)" CFLAGS="-O1 -g" all \
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE="$(ASAN_FLAGS)" OPT="-O1 -g" all \
 	  $(CTEST_SRC:test/%.c=build-asan/test/%)
 	@tools/run-all \
-	  "$(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' CFLAGS='-O1 -g' ctest" \
+	  "$(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' ctest" \
 	  "ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so):$$($(CC) -print-file-name=libubsan.so) \
-	   $(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' CFLAGS='-O1 -g' spec"
+	   $(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' spec"
 
 clean:
 	rm -rf build build-asan

@@ -74,8 +74,17 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+#define REM_MODULE_KEY "rem.core.module"
+
 int luaopen_rem_core(lua_State *L) {
-  if (find_state(L)) return luaL_error(L, "rem.core: already loaded in this Lua state");
+  if (find_state(L)) {
+    /* Loaded again after package.loaded was cleared (busted's insulate does that, and
+     * restores _G): give back the same module and reinstall the replaced globals. */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, REM_MODULE_KEY) != LUA_TTABLE)
+      return luaL_error(L, "rem.core: already loaded in this Lua state");
+    rem__open_await(L);
+    return 1;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   lua_State *main = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -126,5 +135,7 @@ int luaopen_rem_core(lua_State *L) {
   rem__open_await(L);
   lua_pushliteral(L, REM_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, REM_MODULE_KEY);
   return 1;
 }

@@ -105,6 +105,7 @@ void rem_timer_stop(rem_timers_t *timers, rem_timer_t *timer) {
   if (i == REM_TIMER_IDLE) return;
   timer->index = REM_TIMER_IDLE;
   rem_timer_t *last = timers->heap[--timers->len];
+  if (timers->len == 0) uv_timer_stop(&timers->handle);  /* nothing left: no active handle */
   if (i == timers->len) return;
   place(timers, i, last);
   sift_up(timers, i);
