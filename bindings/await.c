@@ -28,24 +28,34 @@ rem_ltask *rem__need_task(lua_State *L, const char *fname) {
   return t;
 }
 
-/* Is one of the running functions a __close handler called by a block that ends normally?
- * (A block left by an error is covered by the unwind boundary instead.) */
-static int in_close_handler(lua_State *L) {
+/* How many __close handlers called by blocks that end normally are running? (A block left
+ * by an error is covered by the unwind boundary instead.) */
+static int close_handlers(lua_State *L) {
   lua_Debug ar;
+  int n = 0;
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
     if (lua_getinfo(L, "n", &ar) && ar.namewhat && ar.name &&
         strcmp(ar.namewhat, "metamethod") == 0 && strcmp(ar.name, "close") == 0)
-      return 1;
+      n++;
   }
-  return 0;
+  return n;
 }
 
-static int in_cleanup(lua_State *L, rem_ltask *t) {
-  return in_close_handler(L) || (L != t->T && in_close_handler(t->T));
+int rem__cleanup_depth(lua_State *L, rem_ltask *t) {
+  return close_handlers(L) + (L != t->T ? close_handlers(t->T) : 0);
+}
+
+/* Cleanup is shielded from the scopes outside it, but a scope opened inside the innermost
+ * running __close (a timeout bounding the cleanup) still cancels it. */
+int rem__cancelled_here(lua_State *L, rem_ltask *t) {
+  const rem_scope_t *s = rem_task_cancelled_by(&t->rt);
+  if (!s) return 0;
+  int depth = rem__cleanup_depth(L, t);
+  return depth == 0 || s->tag >= depth;
 }
 
 void rem__check_cancel(lua_State *L, rem_ltask *t) {
-  if (rem_task_cancelled(&t->rt) && !in_cleanup(L, t)) {
+  if (rem__cancelled_here(L, t)) {
     rem__push_cancelled(L);
     lua_error(L);
   }
@@ -53,7 +63,7 @@ void rem__check_cancel(lua_State *L, rem_ltask *t) {
 
 int rem__may_interrupt(rem_task_t *rt) {
   rem_ltask *t = REM_CONTAINER_OF(rt, rem_ltask, rt);
-  return !in_cleanup(t->wait_L ? t->wait_L : t->T, t);
+  return rem__cancelled_here(t->wait_L ? t->wait_L : t->T, t);
 }
 
 int rem__await(lua_State *L, rem_ltask *t, lua_KContext ctx, lua_KFunction k) {
@@ -223,11 +233,31 @@ static int l_wrap_call(lua_State *L) {
   return resume_step(L, wrapped_co(L), lua_gettop(L), MODE_WRAP);
 }
 
+/* A wrapped coroutine's body: the user's function under rem's pcall, so that on an error its
+ * to-be-closed variables are closed inside the coroutine while it can still be resumed
+ * (their __close may suspend the task), before the error ends it. The standard wrap closes
+ * them too, from lua_resetthread, where nothing can yield. Upvalue 1: the function. */
+static int wrap_body_k(lua_State *co, int status, lua_KContext ctx) {
+  (void)ctx;
+  rem__pcall_restore(co, 0);
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(co);
+  return lua_gettop(co) - 2;
+}
+
+static int wrap_body(lua_State *co) {
+  lua_pushnil(co);
+  lua_pushnil(co);
+  lua_pushvalue(co, lua_upvalueindex(1));
+  lua_rotate(co, 1, 3);  /* [-, -, fn, args...] */
+  return rem__pcall(co, 0, 0, wrap_body_k);
+}
+
 static int l_wrap(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_State *co = lua_newthread(L);
   rem__set_current(co, NULL);
   lua_pushvalue(L, 1);
+  lua_pushcclosure(L, wrap_body, 1);
   lua_xmove(L, co, 1);
   lua_pushcclosure(L, l_wrap_call, 1);
   return 1;

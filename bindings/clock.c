@@ -9,7 +9,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_sleep(lua_State *L) {
-  lua_Number seconds = luaL_checknumber(L, 1);
+  lua_Number seconds = rem__check_number(L, 1, "rem.sleep");
   rem_ltask *t = rem__need_task(L, "rem.sleep");
   rem__check_cancel(L, t);
   int rc = rem_task_sleep(&t->rt, rem_timer_ms(seconds));

@@ -13,6 +13,22 @@ void rem__setfuncs(lua_State *L, const luaL_Reg *fns, rem_state *st) {
   luaL_setfuncs(L, fns, 1);
 }
 
+int rem__argerror(lua_State *L, int arg, const char *fname, const char *expected) {
+  return luaL_error(L, "%s: bad argument #%d (%s expected, got %s)", fname, arg, expected,
+                    luaL_typename(L, arg));
+}
+
+lua_Number rem__check_number(lua_State *L, int arg, const char *fname) {
+  int isnum;
+  lua_Number n = lua_tonumberx(L, arg, &isnum);
+  if (!isnum) rem__argerror(L, arg, fname, "number");
+  return n;
+}
+
+void rem__check_function(lua_State *L, int arg, const char *fname) {
+  if (lua_type(L, arg) != LUA_TFUNCTION) rem__argerror(L, arg, fname, "function");
+}
+
 void rem_set_loop(lua_State *L, uv_loop_t *loop) {
   lua_pushlightuserdata(L, loop);
   lua_setfield(L, LUA_REGISTRYINDEX, REM_LOOP_KEY);

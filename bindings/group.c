@@ -26,6 +26,7 @@ static int l_group(lua_State *L) {
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);  /* the errors, in the order they happened */
   rem_group_init(&g->rg, &t->rt);
+  g->rg.scope.tag = rem__cleanup_depth(L, t);
   lua_pushvalue(L, -1);
   g->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
@@ -33,7 +34,10 @@ static int l_group(lua_State *L) {
 
 static int g_spawn(lua_State *L) {
   rem_lgroup *g = check_group(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lua_type(L, 2) != LUA_TFUNCTION) {  /* the argument after self is #1 */
+    return luaL_error(L, "group:spawn: bad argument #1 (function expected, got %s)",
+                      luaL_typename(L, 2));
+  }
   if (g->rg.closed) return luaL_error(L, "group:spawn: the group is closed");
   rem_ltask *child = rem__task_new(L, g->st, 2, lua_gettop(L) - 2);
   lua_pushvalue(L, 1);

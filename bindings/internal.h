@@ -72,6 +72,11 @@ rem_ltask *rem__resumed(lua_State *L);
 int rem__is_marker(lua_State *L, int idx);
 int rem__unwind_handler(lua_State *L);
 int rem__may_interrupt(rem_task_t *rt);
+/* How many __close handlers (of blocks ending normally) the task is running, and whether
+ * its cancellation applies where it runs now: in cleanup, only the cancellation of a scope
+ * opened inside the innermost handler does (scopes store their depth in `tag`). */
+int rem__cleanup_depth(lua_State *L, rem_ltask *t);
+int rem__cancelled_here(lua_State *L, rem_ltask *t);
 /* Calls the function at `base + 3` with the values above it under rem's message handler;
  * slots base+1 and base+2 must be free for it (they become the saved unwind boundary and
  * the handler). Continues at `k`; see rem__pcall_restore. */
@@ -102,5 +107,10 @@ void rem__open_clock(lua_State *L, rem_state *st);
 
 /* core.c */
 void rem__setfuncs(lua_State *L, const luaL_Reg *fns, rem_state *st);
+/* Argument checks naming the function as users call it ("rem.sleep: bad argument #1 (number
+ * expected, got string)"); luaL's search package.loaded and may say "rem.core.sleep". */
+int rem__argerror(lua_State *L, int arg, const char *fname, const char *expected);
+lua_Number rem__check_number(lua_State *L, int arg, const char *fname);
+void rem__check_function(lua_State *L, int arg, const char *fname);
 
 #endif

@@ -25,7 +25,7 @@ static int scoped_k(lua_State *L, int status, lua_KContext kind) {
   rem_scope_deinit(&s->scope);
   if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L) - 3;
   if (kind == KIND_TIMEOUT && expired && rem__is_cancelled(L, -1) &&
-      !rem_task_cancelled(&t->rt)) {
+      !rem__cancelled_here(L, t)) {
     rem__push_timeout(L, s->seconds, -1);
   }
   return lua_error(L);
@@ -36,6 +36,7 @@ static int run_scoped(lua_State *L, rem_ltask *t, int kind, double seconds) {
   rem_lscope *s = lua_newuserdatauv(L, sizeof *s, 0);
   rem_scope_init(&s->scope, &t->st->sched, t->rt.scope);
   s->seconds = seconds;
+  s->scope.tag = rem__cleanup_depth(L, t);
   luaL_setmetatable(L, REM_SCOPE_MT);
   if (kind == KIND_SHIELD) s->scope.shielded = 1;
   if (kind == KIND_TIMEOUT) {
@@ -54,15 +55,15 @@ static int run_scoped(lua_State *L, rem_ltask *t, int kind, double seconds) {
 }
 
 static int l_timeout(lua_State *L) {
-  lua_Number seconds = luaL_checknumber(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_Number seconds = rem__check_number(L, 1, "rem.timeout");
+  rem__check_function(L, 2, "rem.timeout");
   rem_ltask *t = rem__need_task(L, "rem.timeout");
   lua_remove(L, 1);
   return run_scoped(L, t, KIND_TIMEOUT, seconds);
 }
 
 static int l_shield(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rem__check_function(L, 1, "rem.shield");
   rem_ltask *t = rem__need_task(L, "rem.shield");
   return run_scoped(L, t, KIND_SHIELD, 0);
 }
@@ -76,7 +77,7 @@ static int scope_gc(lua_State *L) {
 /* cancelled() -> whether the running task is cancelled (outside its cleanup). */
 static int l_cancelled(lua_State *L) {
   rem_ltask *t = rem__current(L);
-  lua_pushboolean(L, t && rem_task_cancelled(&t->rt));
+  lua_pushboolean(L, t && rem__cancelled_here(L, t));
   return 1;
 }
 

@@ -234,7 +234,7 @@ static int t_tostring(lua_State *L) {
 
 static int l_spawn(lua_State *L) {
   rem_state *st = rem__state(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rem__check_function(L, 1, "rem.spawn");
   rem_ltask *t = rem__task_new(L, st, 1, lua_gettop(L) - 1);
   rem_task_start(&t->rt);
   return 1;
@@ -288,7 +288,7 @@ static int l_run(lua_State *L) {
                       "(use rem.spawn, or call the function directly)");
   }
   if (st->running) return luaL_error(L, "rem.run: already running");
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rem__check_function(L, 1, "rem.run");
   rem_ltask *main = rem__task_new(L, st, 1, lua_gettop(L) - 1);
   main->observed = 1;
   rem_task_start(&main->rt);

@@ -12,6 +12,7 @@ void rem_scope_init(rem_scope_t *scope, rem_sched_t *sched, rem_scope_t *parent)
   scope->cancelled = 0;
   scope->shielded = 0;
   scope->expired = 0;
+  scope->tag = 0;
   if (parent) rem_list_push_back(&parent->children, &scope->child_link);
 }
 

@@ -26,6 +26,8 @@ struct rem_scope {
   unsigned cancelled : 1;
   unsigned shielded : 1;   /* cancellation of the scopes outside does not reach inside */
   unsigned expired : 1;    /* cancelled because its deadline passed */
+  int tag;                 /* the embedder's, 0 from rem_scope_init (the Lua bindings keep
+                              how deep in cleanup handlers the scope was opened) */
 };
 
 void rem_scope_init(rem_scope_t *scope, rem_sched_t *sched, rem_scope_t *parent);

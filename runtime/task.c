@@ -98,13 +98,17 @@ void rem_waitq_wake_all(rem_waitq_t *q, int status) {
     rem_task_wake(REM_CONTAINER_OF(node, rem_task_t, link), status);
 }
 
-int rem_task_cancelled(const rem_task_t *task) {
+const rem_scope_t *rem_task_cancelled_by(const rem_task_t *task) {
   for (const rem_scope_t *s = task->scope; s; s = s->parent) {
-    if (s == task->unwind_boundary) return 0;
-    if (s->cancelled) return 1;
-    if (s->shielded) return 0;
+    if (s == task->unwind_boundary) return NULL;
+    if (s->cancelled) return s;
+    if (s->shielded) return NULL;
   }
-  return 0;
+  return NULL;
+}
+
+int rem_task_cancelled(const rem_task_t *task) {
+  return rem_task_cancelled_by(task) != NULL;
 }
 
 void rem_task_cancel(rem_task_t *task) {

@@ -85,6 +85,8 @@ void rem_waitq_wake_all(rem_waitq_t *q, int status);
 /* Nonzero when a scope on the task's chain is cancelled with no shield (and no unwind
  * boundary) in between. */
 int rem_task_cancelled(const rem_task_t *task);
+/* The scope whose cancellation reaches the task (the innermost one), or NULL. */
+const rem_scope_t *rem_task_cancelled_by(const rem_task_t *task);
 void rem_task_cancel(rem_task_t *task);
 
 /* Makes `scope` (initialised with the task's innermost scope as parent) the innermost. */
