@@ -7,10 +7,11 @@ BUSTED     ?= busted
 PREFIX     ?= /usr/local
 BUILD      ?= build
 
-LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
+# luarocks passes LUA_INCDIR and LIBUV_INCDIR/LIBUV_LIBDIR; otherwise pkg-config says.
+LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null))
 LUA_LIBS   := $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null)
-UV_CFLAGS  := $(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null)
-UV_LIBS    := $(shell $(PKG_CONFIG) --libs libuv 2>/dev/null)
+UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR),$(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null))
+UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR) -luv,$(shell $(PKG_CONFIG) --libs libuv 2>/dev/null))
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -pedantic
@@ -31,13 +32,15 @@ CTEST_SRC   := $(wildcard test/test_*.c)
 CTEST_BIN   := $(CTEST_SRC:test/%.c=$(BUILD)/test/%)
 
 LIBREM   := $(BUILD)/librem.a
+# runtime + bindings, for hosts that embed Lua
+LIBREM_FULL := $(BUILD)/lib/librem.a
 CORE_SO  := $(BUILD)/rem/core.so
 REM_BIN  := $(BUILD)/bin/rem
 
-DEBIAN_PKGS := gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted
+DEBIAN_PKGS := gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted redis-server
 
-.PHONY: all deps test ctest spec demo asan clean help
-all: $(LIBREM) $(CORE_SO) $(REM_BIN)
+.PHONY: all deps test ctest spec itest demo asan clean help install uninstall rock rock-install
+all: $(LIBREM) $(LIBREM_FULL) $(CORE_SO) $(REM_BIN) $(BUILD)/host
 
 help:
 	@echo "make deps   install the Debian packages that are missing (apt-get)"
@@ -75,6 +78,11 @@ $(LIBREM): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+$(LIBREM_FULL): $(RUNTIME_OBJ) $(BINDING_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
 $(CORE_SO): $(BINDING_OBJ) $(LIBREM)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -o $@ $(BINDING_OBJ) $(LIBREM) $(UV_LIBS)
@@ -89,9 +97,18 @@ $(BUILD)/test/%: test/%.c $(LIBREM) $(wildcard test/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(UV_CFLAGS) -Iruntime $< $(LIBREM) $(LDFLAGS) $(CMOCKA_LIBS) $(UV_LIBS) -lm -o $@
 
+# The embedding example: a C host with its own loop (examples/host).
+$(BUILD)/host: examples/host/host.c $(LIBREM_FULL) bindings/remlua.h $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(UV_CFLAGS) -Iruntime -Ibindings $< $(LIBREM_FULL) \
+	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -o $@
+
 # Lua finds rem (lua/rem/init.lua) and rem.core (build/rem/core.so) in the tree.
 LUA_ENV := LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
            LUA_CPATH_5_4="$(CURDIR)/$(BUILD)/?.so;;"
+
+itest: all
+	@BUILD=$(BUILD) tools/run-itests
 
 ctest: $(CTEST_BIN)
 	@tools/run-ctests $(CTEST_BIN)
@@ -101,7 +118,8 @@ spec: $(CORE_SO)
 
 test: deps
 	@$(MAKE) --no-print-directory all $(CTEST_BIN)
-	@tools/run-all "$(MAKE) --no-print-directory ctest" "$(MAKE) --no-print-directory spec"
+	@tools/run-all "$(MAKE) --no-print-directory ctest" "$(MAKE) --no-print-directory spec" \
+	  "$(MAKE) --no-print-directory itest"
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -117,6 +135,38 @@ asan: deps
 	  "$(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' ctest" \
 	  "ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so):$$($(CC) -print-file-name=libubsan.so) \
 	   $(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' spec"
+
+# make install PREFIX=... [DESTDIR=...]: the library and headers (with rem.pc for
+# pkg-config), the Lua modules, and the rem program.
+VERSION     := 0.1.0
+LUA_MODDIR  := $(PREFIX)/share/lua/5.4
+LUA_CMODDIR := $(PREFIX)/lib/lua/5.4
+INSTALLED := $(PREFIX)/bin/rem $(PREFIX)/lib/librem.a $(PREFIX)/lib/pkgconfig/rem.pc \
+  $(LUA_CMODDIR)/rem/core.so $(addprefix $(LUA_MODDIR)/rem/,$(notdir $(wildcard lua/rem/*.lua))) \
+  $(addprefix $(PREFIX)/include/rem/,$(notdir $(wildcard runtime/*.h)) remlua.h)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include/rem $(DESTDIR)$(LUA_MODDIR)/rem $(DESTDIR)$(LUA_CMODDIR)/rem
+	install -m 755 $(REM_BIN) $(DESTDIR)$(PREFIX)/bin/rem
+	install -m 644 $(LIBREM_FULL) $(DESTDIR)$(PREFIX)/lib/librem.a
+	install -m 755 $(CORE_SO) $(DESTDIR)$(LUA_CMODDIR)/rem/core.so
+	install -m 644 lua/rem/*.lua $(DESTDIR)$(LUA_MODDIR)/rem/
+	install -m 644 runtime/*.h bindings/remlua.h $(DESTDIR)$(PREFIX)/include/rem/
+	sed -e 's#@PREFIX@#$(PREFIX)#' -e 's#@VERSION@#$(VERSION)#' rem.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rem.pc
+
+# For luarocks (rem-scm-1.rockspec): the module only, where luarocks says.
+rock: $(CORE_SO)
+
+rock-install: $(CORE_SO)
+	install -d $(INST_LIBDIR)/rem $(INST_LUADIR)/rem
+	install -m 755 $(CORE_SO) $(INST_LIBDIR)/rem/core.so
+	install -m 644 lua/rem/*.lua $(INST_LUADIR)/rem/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(PREFIX)/include/rem $(DESTDIR)$(LUA_MODDIR)/rem $(DESTDIR)$(LUA_CMODDIR)/rem 2>/dev/null
 
 clean:
 	rm -rf build build-asan

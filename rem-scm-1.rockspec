@@ -19,21 +19,20 @@ dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
 }
+-- The Makefile builds rem.core from every source file (no list to keep in step here) and
+-- installs the modules where luarocks says.
 build = {
-  type = "builtin",
-  modules = {
-    ["rem"] = "lua/rem/init.lua",
-    ["rem.core"] = {
-      sources = {
-        "runtime/errlist.c", "runtime/group.c", "runtime/scheduler.c", "runtime/scope.c",
-        "runtime/task.c", "runtime/timers.c",
-        "bindings/await.c", "bindings/clock.c", "bindings/core.c", "bindings/errors.c",
-        "bindings/group.c", "bindings/scope.c", "bindings/task.c",
-      },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-      incdirs = { "runtime", "bindings", "$(LIBUV_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)" },
-      libraries = { "uv" },
-    },
+  type = "make",
+  build_target = "rock",
+  build_variables = {
+    CFLAGS = "$(CFLAGS)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    LIBUV_INCDIR = "$(LIBUV_INCDIR)",
+    LIBUV_LIBDIR = "$(LIBUV_LIBDIR)",
+  },
+  install_target = "rock-install",
+  install_variables = {
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
   },
 }

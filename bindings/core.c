@@ -34,7 +34,7 @@ void rem_set_loop(lua_State *L, uv_loop_t *loop) {
   lua_setfield(L, LUA_REGISTRYINDEX, REM_LOOP_KEY);
 }
 
-static rem_state *find_state(lua_State *L) {
+rem_state *rem__find_state(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, REM_STATE_KEY);
   rem_state **holder = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -42,7 +42,7 @@ static rem_state *find_state(lua_State *L) {
 }
 
 uv_loop_t *rem_get_loop(lua_State *L) {
-  rem_state *st = find_state(L);
+  rem_state *st = rem__find_state(L);
   return st ? st->loop : NULL;
 }
 
@@ -93,7 +93,7 @@ static int l_stats(lua_State *L) {
 #define REM_MODULE_KEY "rem.core.module"
 
 int luaopen_rem_core(lua_State *L) {
-  if (find_state(L)) {
+  if (rem__find_state(L)) {
     /* Loaded again after package.loaded was cleared (busted's insulate does that, and
      * restores _G): give back the same module and reinstall the replaced globals. */
     if (lua_getfield(L, LUA_REGISTRYINDEX, REM_MODULE_KEY) != LUA_TTABLE)
@@ -148,6 +148,11 @@ int luaopen_rem_core(lua_State *L) {
   rem__open_group(L, st);
   rem__open_scope(L, st);
   rem__open_clock(L, st);
+  rem__open_fs(L, st);
+  rem__open_signal(L, st);
+  rem__open_io(L, st);
+  rem__open_manager(L, st);
+  rem__open_contextlib(L, st);
   rem__open_await(L);
   lua_pushliteral(L, REM_VERSION);
   lua_setfield(L, -2, "version");

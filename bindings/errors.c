@@ -82,45 +82,48 @@ void rem__push_error_group(lua_State *L, int errors_idx) {
   set_mt(L, REM_ERRORGROUP_MT);
 }
 
-/* Marks `idx` as settled and, when `old_idx` holds an error, makes it the context. */
+/* Pushes `idx` as an error that can carry fields: itself if a table, else an rem.Error
+ * whose message is its text and whose `value` is the original. */
+static void push_as_table(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  rem__push_error(L, NULL, "%s", luaL_tolstring(L, idx, NULL));
+  lua_remove(L, -2);
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, "value");
+}
+
+/* Pushes the error to raise when `new_idx` is raised while `old_idx` is in flight (nil:
+ * nothing). The context is settled once, by the innermost frame (DESIGN: "outer frames
+ * never overwrite it"): an unsettled table error gets `context` = the error in flight
+ * (none when nothing is), and is remembered as settled in a weak table. A string raised
+ * while an error is in flight is wrapped so that it can carry the context. */
 void rem__chain(lua_State *L, int new_idx, int old_idx) {
   new_idx = lua_absindex(L, new_idx);
   old_idx = lua_absindex(L, old_idx);
-  if (lua_isnoneornil(L, old_idx) || lua_rawequal(L, new_idx, old_idx)) {
-    lua_pushvalue(L, new_idx);
-    return;
-  }
-  if (lua_type(L, new_idx) != LUA_TTABLE) {
-    /* A string cannot carry a context: wrap it, keeping the original as `value`. */
-    rem__push_error(L, NULL, "%s", luaL_tolstring(L, new_idx, NULL));
-    lua_remove(L, -2);
-    lua_pushvalue(L, new_idx);
-    lua_setfield(L, -2, "value");
-  } else {
-    lua_pushvalue(L, new_idx);
-  }
-  int top = lua_gettop(L);
+  int in_flight = !lua_isnoneornil(L, old_idx) && !lua_rawequal(L, new_idx, old_idx);
+  if (in_flight) push_as_table(L, new_idx); else lua_pushvalue(L, new_idx);
+  int err = lua_gettop(L);
+  if (lua_type(L, err) != LUA_TTABLE) return;  /* a string with nothing in flight */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, CHAINED_KEY);
-  lua_pushvalue(L, top);
-  if (lua_rawget(L, -2) == LUA_TNIL && lua_getfield(L, top, "context") == LUA_TNIL) {
+  lua_pushvalue(L, err);
+  int settled = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (!settled) {
+    lua_pushliteral(L, "context");
+    int has_context = lua_rawget(L, err) != LUA_TNIL;
     lua_pop(L, 1);
-    if (lua_type(L, old_idx) == LUA_TTABLE) {
-      lua_pushvalue(L, old_idx);
-    } else {
-      rem__push_error(L, NULL, "%s", luaL_tolstring(L, old_idx, NULL));
-      lua_remove(L, -2);
-      lua_pushvalue(L, old_idx);
-      lua_setfield(L, -2, "value");
+    if (in_flight && !has_context) {
+      push_as_table(L, old_idx);
+      lua_setfield(L, err, "context");
     }
-    lua_setfield(L, top, "context");
-  } else {
-    lua_pop(L, 1);
+    lua_pushvalue(L, err);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
   }
   lua_pop(L, 1);
-  lua_pushvalue(L, top);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, -3);
-  lua_settop(L, top);
 }
 
 /* ---- Lua functions ------------------------------------------------------------------- */

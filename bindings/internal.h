@@ -27,6 +27,8 @@ struct rem_state {
   rem_list_t tasks;        /* live tasks (rem_ltask.link) */
   rem_list_t unobserved;   /* finished with an error nobody has seen yet */
   rem_ltask *main;         /* rem.run's task while it runs */
+  rem_error_hook error_hook;  /* reports errors nobody joined; NULL prints them */
+  void *error_hook_ud;
 };
 
 /* The userdata `rem.task`; its user value 1 is its coroutine, 2 an uncaught traceback. */
@@ -95,6 +97,43 @@ void rem__push_error_group(lua_State *L, int errors_idx);
 /* Leaves on top the error to raise: `new_idx` carrying `old_idx` as its context. */
 void rem__chain(lua_State *L, int new_idx, int old_idx);
 
+/* cm.c: the context-manager protocol, shared by rem.enter, rem.with, exit stacks, gather and
+ * collections. A value is, to it: */
+enum { REM_CM_NONE, REM_CM_CM, REM_CM_CLOSABLE, REM_CM_FUNCTION };
+/* A cm has callable `enter` and `exit` (rem__cm_kind's flag REM_CM_EXIT_ONLY: `exit` alone,
+ * as stack:push wants); else a closable has __close; else a function is callable. A cm that
+ * is also closable (all of rem's) is a cm. */
+#define REM_CM_EXIT_ONLY 1
+int rem__cm_kind(lua_State *L, int idx, int flags);
+/* The kind, or raises "fname: bad argument #argn (context manager, closable or function
+ * expected, got T)". Check before doing anything, so misuse changes nothing. */
+int rem__cm_check(lua_State *L, int idx, int argn, const char *fname, int flags);
+/* lua_CFunction (x) -> kind, exiter, values...: enters x. A cm: x:enter(); a function: an
+ * async constructor, called with no arguments, whose result is entered if it is a cm, else
+ * kept as the value (exited by closing it if closable: kind REM_CM_CLOSABLE; else kind
+ * REM_CM_NONE and exiter nil). A closable: kept as is. May suspend: call it with
+ * lua_callk/pcallk or run it as a task. Raises what entering raised (nothing to exit then);
+ * raises a "rem.enter: bad argument" error for other values (check with your name first). */
+int rem__cm_enter(lua_State *L);
+/* lua_CFunction (kind, exiter, err) -> suppressed: exits what rem__cm_enter gave (kind
+ * REM_CM_FUNCTION: exiter is an exit function, exiter(err)). err nil/false: none. Runs
+ * shielded; may suspend. An exit that raises: its error is raised with err as context. */
+int rem__cm_exit(lua_State *L);
+/* The pieces of rem__cm_exit, for callers running their own loop: pushes the function and
+ * arguments that exit `exiter` (returns how many values), and says whether the call's
+ * result at `res_idx` suppresses. */
+int rem__cm_push_exit(lua_State *L, int kind, int exiter_idx, int err_idx);
+int rem__cm_suppresses(lua_State *L, int kind, int res_idx);
+/* As rem__pcall, for cleanup: the callee runs shielded from the cancellation of every scope
+ * open now. Returns the status when the call ends without suspending (k is not called then);
+ * after a suspension Lua goes on at k. Either way call rem__pcall_restore(L, base) first. */
+int rem__cleanup_pcallk(lua_State *L, int base, int nresults, lua_KContext ctx,
+                        lua_KFunction k);
+
+/* Opens cm.c's functions, rem.ExitStack and rem.enter (exitstack.c) into the table on top. */
+void rem__open_contextlib(lua_State *L, rem_state *st);
+void rem__open_exitstack(lua_State *L, rem_state *st);
+
 /* task.c */
 rem_ltask *rem__task_new(lua_State *L, rem_state *st, int fidx, int nargs);
 void rem__report_unobserved(rem_state *st, lua_State *L);
@@ -105,7 +144,51 @@ void rem__open_group(lua_State *L, rem_state *st);
 void rem__open_scope(lua_State *L, rem_state *st);
 void rem__open_clock(lua_State *L, rem_state *st);
 
+/* manager.c: rem.Manager, rem.Collection (classes the Lua layer extends) */
+void rem__open_manager(lua_State *L, rem_state *st);
+
+/* fsreq.c: libuv fs requests a task awaits and may give up when cancelled (see there). */
+typedef struct rem_fsreq rem_fsreq;
+struct rem_fsreq {
+  uv_fs_t req;             /* req.data points to the rem_fsreq */
+  uv_loop_t *loop;         /* outlives the Lua state on a host's loop; rem_state may not */
+  rem_state *st;
+  rem_list_t waiting;      /* the waiting task's rem_task_t.link, or empty */
+  rem_task_t hold;         /* keeps rem.run going while an abandoned request finishes */
+  int holding;
+  void (*abandon)(rem_fsreq *r);  /* told when the waiting task gives up; may be NULL */
+};
+void rem__fsreq_init(rem_fsreq *r, rem_state *st, void (*abandon)(rem_fsreq *r));
+/* Makes `t` wait for the request (issued already) and suspends; continues at k. A
+ * cancellable wait, when interrupted, abandons the request: uv_cancel, hold, `abandon`. */
+int rem__fsreq_await(lua_State *L, rem_fsreq *r, rem_ltask *t, int cancellable,
+                     lua_KContext ctx, lua_KFunction k);
+/* Whether a task waits (in the request's callback: 0 means abandoned); wake it. */
+int rem__fsreq_waited(const rem_fsreq *r);
+void rem__fsreq_wake(rem_fsreq *r);
+/* Forgets the waiting task without waking it (the Lua state is closing). */
+void rem__fsreq_detach(rem_fsreq *r);
+/* Keeps rem.run from returning until rem__fsreq_release (no-op outside rem.run). */
+void rem__fsreq_hold(rem_fsreq *r);
+void rem__fsreq_release(rem_fsreq *r);
+/* rem.Error{code = uv_err_name(rc), message = "fname: path: strerror", path = path}. */
+void rem__push_fs_error(lua_State *L, int rc, const char *fname, const char *path);
+int rem__fs_error(lua_State *L, int rc, const char *fname, const char *path);
+
+/* fs.c, file.c: rem.core.fs (path functions; open and the file type) */
+void rem__open_fs(lua_State *L, rem_state *st);
+void rem__open_file(lua_State *L, rem_state *st);
+
+/* signal.c: rem.core.signal; signal names ("SIGUSR1" or "USR1") and numbers */
+void rem__open_signal(lua_State *L, rem_state *st);
+int rem__check_signal(lua_State *L, int arg, const char *fname);
+const char *rem__signal_name(int signum);  /* NULL when rem has no name for it */
+
+/* io.c: rem.core.tcp, unix, process, resolve and the stream/server types (bindings/io.h) */
+void rem__open_io(lua_State *L, rem_state *st);
+
 /* core.c */
+rem_state *rem__find_state(lua_State *L);
 void rem__setfuncs(lua_State *L, const luaL_Reg *fns, rem_state *st);
 /* Argument checks naming the function as users call it ("rem.sleep: bad argument #1 (number
  * expected, got string)"); luaL's search package.loaded and may say "rem.core.sleep". */

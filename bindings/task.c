@@ -97,10 +97,15 @@ static void finish(rem_ltask *t) {
     t->group_ref = LUA_NOREF;
     t->observed = 1;  /* the group collects it */
   }
-  if (status == REM_EFAILED && !t->observed)
-    rem_list_push_back(&t->st->unobserved, &t->link);  /* kept until joined or reported */
-  else
-    release(t);
+  if (status == REM_EFAILED && !t->observed) {
+    /* Reported at the end of rem.run, or when the task is collected, unless joined. The
+     * traceback goes above the outcome on the coroutine's stack, for the report. */
+    push_task(T, t);
+    lua_getiuservalue(T, -1, 2);
+    lua_remove(T, -2);
+    rem_list_push_back(&t->st->unobserved, &t->link);
+  }
+  release(t);
   rem_task_finish(&t->rt, status, t->payload);
   if (t == t->st->main && !t->ok) cancel_all(t->st);
 }
@@ -174,12 +179,8 @@ rem_ltask *rem__task_new(lua_State *L, rem_state *st, int fidx, int nargs) {
 }
 
 static void observe(rem_ltask *t) {
-  if (t->observed) return;
   t->observed = 1;
-  if (t->rt.state == REM_TASK_DONE && !t->ok && t->self_ref != LUA_NOREF) {
-    rem_list_remove(&t->link);
-    release(t);
-  }
+  rem_list_remove(&t->link);  /* from st->unobserved, if it is there */
 }
 
 /* Returns the task's results, or raises its error. */
@@ -240,30 +241,53 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
-/* Prints one error nobody joined; protected, since __tostring is Lua code. */
-static int print_unobserved(lua_State *L) {
+/* Reports one error nobody joined, through the host's hook or on stderr. Protected:
+ * __tostring is Lua code, and so may be the hook. */
+static int report_protected(lua_State *L) {
   rem_ltask *t = lua_touserdata(L, 1);
-  lua_pushvalue(t->T, 2);
-  lua_xmove(t->T, L, 1);
-  const char *msg = luaL_tolstring(L, -1, NULL);
-  push_task(L, t);
-  lua_getiuservalue(L, -1, 2);
-  const char *tb = lua_tostring(L, -1);
-  fprintf(stderr, "rem: a task failed and nobody joined it: %s\n%s\n", msg, tb ? tb : "");
+  lua_State *T = t->T;
+  lua_pushvalue(T, 2);
+  if (lua_gettop(T) > t->nres) lua_pushvalue(T, t->nres + 1); else lua_pushnil(T);
+  lua_xmove(T, L, 2);
+  if (t->st->error_hook) {
+    t->st->error_hook(L, t->st->error_hook_ud);
+    return 0;
+  }
+  const char *msg = luaL_tolstring(L, -2, NULL);
+  const char *tb = lua_tostring(L, -2);
+  fprintf(stderr, "rem: a task failed and nobody joined it: %s\n%s%s", msg, tb ? tb : "",
+          tb ? "\n" : "");
   fflush(stderr);
   return 0;
 }
 
+static void report(lua_State *L, rem_ltask *t) {
+  t->observed = 1;
+  rem_list_remove(&t->link);
+  lua_pushcfunction(L, report_protected);
+  lua_pushlightuserdata(L, t);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
 void rem__report_unobserved(rem_state *st, lua_State *L) {
-  rem_list_t *node;
-  while ((node = rem_list_pop_front(&st->unobserved)) != NULL) {
-    rem_ltask *t = REM_CONTAINER_OF(node, rem_ltask, link);
-    lua_pushcfunction(L, print_unobserved);
-    lua_pushlightuserdata(L, t);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
-    t->observed = 1;
-    release(t);
+  while (!rem_list_empty(&st->unobserved))
+    report(L, REM_CONTAINER_OF(st->unobserved.next, rem_ltask, link));
+}
+
+/* A task is collected: report an error nobody saw. A task still running is collected only
+ * when the Lua state closes: unlink it from everything the scheduler could still touch. */
+static int t_gc(lua_State *L) {
+  rem_ltask *t = lua_touserdata(L, 1);
+  if (t->rt.state != REM_TASK_DONE) {
+    rem_timer_stop(&t->st->sched.timers, &t->rt.timer);
+    rem_list_remove(&t->rt.link);
+    rem_list_remove(&t->rt.scope_link);
+    rem_scope_deinit(&t->rt.root);
+    rem_list_remove(&t->link);
+    return 0;
   }
+  if (!t->observed && t->rt.status == REM_EFAILED) report(L, t);
+  return 0;
 }
 
 /* Runs the loop until every task has finished. Returns 0, or 1 when tasks were left
@@ -338,6 +362,8 @@ void rem__open_task(lua_State *L, rem_state *st) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, t_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, t_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"spawn", l_spawn}, {"run", l_run}, {"current", l_current}, {NULL, NULL}};

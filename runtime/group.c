@@ -51,12 +51,23 @@ int rem_group_close_wait(rem_group_t *group) {
 int rem_group_close_end(rem_group_t *group) {
   if (group->closed) return 0;
   int rc = 0;
-  if (group->owner->scope == &group->scope)
-    rem_task_pop_scope(group->owner, &group->scope);
-  else if (group->owner->state != REM_TASK_DONE)
-    rc = UV_EINVAL;
+  rem_task_t *owner = group->owner;
+  if (owner->state != REM_TASK_DONE) {
+    int on_chain = 0;
+    for (rem_scope_t *s = owner->scope; s; s = s->parent)
+      if (s == &group->scope) on_chain = 1;
+    if (on_chain) {
+      /* Closed before scopes opened inside it: drop those first, and say so. */
+      while (owner->scope != &group->scope) {
+        rem_timer_stop(&owner->sched->timers, &owner->scope->deadline);
+        rem_task_pop_scope(owner, owner->scope);
+        rc = UV_EINVAL;
+      }
+      rem_task_pop_scope(owner, &group->scope);
+    }
+  }
   group->closed = 1;
   group->closing = 0;
-  if (rc == 0) rem_scope_deinit(&group->scope);
+  rem_scope_deinit(&group->scope);
   return rc;
 }

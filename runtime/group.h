@@ -34,8 +34,8 @@ void rem_group_body_failed(rem_group_t *group, int status, intptr_t payload);
 /* Starts closing: returns 1 if the owner must wait (it is armed on `idle`, uncancellable,
  * and woken when the last child ends), 0 when nothing is left to wait for. */
 int rem_group_close_wait(rem_group_t *group);
-/* Finishes closing: pops the scope from the owner, refuses further spawns.
- * Returns 0, or UV_EINVAL when the group's scope is not the owner's innermost. */
+/* Finishes closing: pops the scope from the owner, refuses further spawns. Returns 0, or
+ * UV_EINVAL when scopes opened inside the group were still open (they are popped too). */
 int rem_group_close_end(rem_group_t *group);
 
 /* Internal: a child task ended with `status`; `payload` describes a failure. */

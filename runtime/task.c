@@ -32,6 +32,7 @@ void rem_task_finish(rem_task_t *task, int status, intptr_t payload) {
   /* Scopes left pushed (a group never closed) are dropped so nothing points into them. */
   while (task->scope != &task->root) {
     rem_scope_t *scope = task->scope;
+    rem_timer_stop(&task->sched->timers, &scope->deadline);
     rem_task_pop_scope(task, scope);
   }
   rem_list_remove(&task->scope_link);

@@ -75,4 +75,30 @@ function H.E(name)
   return setmetatable({ name = name }, { __tostring = function() return "E(" .. name .. ")" end })
 end
 
+--- This process's id (Lua has no getpid: the first field of /proc/self/stat).
+local pid
+function H.pid()
+  if not pid then
+    local f = assert(io.open("/proc/self/stat"))
+    pid = tonumber(f:read("l"):match("^(%d+)"))
+    f:close()
+  end
+  return pid
+end
+
+--- How many file descriptors this process has open (the entries of /proc/<pid>/fd, as
+-- `ls` lists them). Not through io.popen: `ls` may list the parent's copy of the pipe's
+-- write end before popen closes it, so counts would differ by one at random; os.execute
+-- opens nothing in this process.
+function H.fd_count()
+  local listing = os.tmpname()
+  assert(os.execute("ls /proc/" .. H.pid() .. "/fd > " .. listing))
+  local f = assert(io.open(listing))
+  local n = 0
+  for _ in f:lines() do n = n + 1 end
+  f:close()
+  os.remove(listing)
+  return n
+end
+
 return H

@@ -128,5 +128,45 @@ function rem.group(fn, ...)
   error(err, 0)
 end
 
+----------------------------------------------------------------------------------------
+-- Exit stacks and context managers (lua/rem/contextlib.lua)
+
+local contextlib = require "rem.contextlib"
+rem.ExitStack, rem.enter, rem.with = contextlib.ExitStack, contextlib.enter, contextlib.with
+rem.contextmanager, rem.closing, rem.nullcontext =
+  contextlib.contextmanager, contextlib.closing, contextlib.nullcontext
+
+----------------------------------------------------------------------------------------
+-- Resource managers (lua/rem/manager.lua)
+
+local manager = require "rem.manager"
+rem.Manager, rem.Collection = manager.Manager, manager.Collection
+
+----------------------------------------------------------------------------------------
+-- Files and signals (bindings/file.c, fs.c, signal.c)
+
+--- rem.fs.open(path [, mode]) -> file; rem.fs.stat, remove, rename, mkdir.
+rem.fs = core.fs
+--- rem.signal(name, fn) -> watcher: each delivery runs fn(name) in a task of its own.
+-- The watcher does not keep rem.run going by itself.
+rem.signal = core.signal
+
+----------------------------------------------------------------------------------------
+-- Network and processes (bindings/io.h: stream.c, server.c, tcp.c, unix.c, dns.c, process.c)
+
+--- rem.tcp.connect(host, port [, opts]) -> stream; rem.tcp.listen(host, port, handler
+-- [, opts]) -> server. rem.unix.connect(path), rem.unix.listen(path, handler [, opts]).
+-- A server belongs to the task that opened it, like a group: each connection's handler runs
+-- in a task of the server's group, below the scope where listen was called (cancelling that
+-- task stops the server); a failing handler stops the whole server. Close it in that task:
+-- `local srv <close> = rem.tcp.listen(...)`, then `srv:wait()` to serve until it stops;
+-- close raises the handlers' failures as an rem.ErrorGroup. A server still open when its
+-- task ends is stopped (with a warning).
+rem.tcp, rem.unix = core.tcp, core.unix
+--- rem.process.spawn{cmd, args..., stdin=, stdout=, stderr=, cwd=, env=, grace=} -> process.
+rem.process = core.process
+--- rem.resolve(host) -> list of addresses.
+rem.resolve = core.resolve
+
 rem.chain = chain
 return rem
