@@ -37,9 +37,10 @@ LIBREM_FULL := $(BUILD)/lib/librem.a
 CORE_SO  := $(BUILD)/rem/core.so
 REM_BIN  := $(BUILD)/bin/rem
 
-DEBIAN_PKGS := gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted redis-server
+DEBIAN_PKGS := gcc make pkg-config git lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted \
+  luarocks valgrind redis-server
 
-.PHONY: all deps test ctest spec itest demo asan clean help install uninstall rock rock-install
+.PHONY: all deps test ctest spec itest demo asan valgrind clean help install uninstall rock rock-install
 all: $(LIBREM) $(LIBREM_FULL) $(CORE_SO) $(REM_BIN) $(BUILD)/host
 
 help:
@@ -48,6 +49,8 @@ help:
 	@echo "make test   C tests and busted specs"
 	@echo "make demo   run examples/demo.lua"
 	@echo "make asan   the whole test suite under ASan+UBSan"
+	@echo "make valgrind  the C tests and specs under valgrind"
+	@echo "make install PREFIX=... / make uninstall / make itest"
 	@echo "make clean"
 
 # Installs only what is missing, so it is quick when everything is there.
@@ -167,6 +170,13 @@ rock-install: $(CORE_SO)
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(PREFIX)/include/rem $(DESTDIR)$(LUA_MODDIR)/rem $(DESTDIR)$(LUA_CMODDIR)/rem 2>/dev/null
+
+# valgrind: the C tests and the specs (lua5.4 under valgrind); definite leaks are errors.
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+valgrind: deps
+	@$(MAKE) --no-print-directory all $(CTEST_BIN)
+	@tools/run-all "RUNNER='$(VALGRIND)' $(MAKE) --no-print-directory ctest" \
+	  "LUA_INTERP=$(CURDIR)/tools/valgrind-lua $(MAKE) --no-print-directory spec"
 
 clean:
 	rm -rf build build-asan

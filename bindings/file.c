@@ -183,7 +183,7 @@ static void on_fs(uv_fs_t *req) {
     f->fd = -1;
     break;
   }
-  if (status && !f->status) f->status = status;
+  if (waited && status && !f->status) f->status = status;  /* for the waiter alone */
   if (f->opening && f->status && f->fd >= 0 && waited) {
     /* The open failed after the fd was made (a directory): close it before telling. */
     if (submit(f, OP_CLOSE) == 0) return;

@@ -6,7 +6,9 @@
  * nobody waits any more and discards or undoes the result (closes an fd an abandoned open
  * returned). While an abandoned request finishes, a hold (a runtime task that does nothing
  * but wait, uncancellably) keeps rem.run going, so when rem.run returns every fd it opened
- * is closed.
+ * is closed. The other side of that guarantee: a request libuv cannot stop once it runs
+ * and that never ends by itself (a read of a pipe nobody writes to, an open of a FIFO with
+ * no writer) keeps rem.run waiting; rem.fs is for files, streams are for pipes.
  *
  * The waiting task is found through its own list link, put in `waiting` while it waits: an
  * abort callback only gets the task, and the link is free while the task waits.

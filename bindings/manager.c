@@ -307,13 +307,6 @@ static void open_children(lua_State *L, lmgr *lm, rem_ltask *t) {
   lm->children_on = 1;
 }
 
-/* Hangs a task's root scope below `parent` (as rem_group_spawn does). */
-static void adopt(rem_scope_t *root, rem_scope_t *parent) {
-  rem_list_remove(&root->child_link);
-  root->parent = parent;
-  if (parent) rem_list_push_back(&parent->children, &root->child_link);
-}
-
 /* ---- the driver ------------------------------------------------------------------------- */
 
 /* Reports a failure (the error on top of the stack) to the machine. */
@@ -573,7 +566,7 @@ static int worker_main(lua_State *L) {
   lmgr *lm = lua_touserdata(L, 1);
   rem_ltask *w = rem__current(L);
   rem_list_push_back(&lm->st->tasks, &w->link);
-  adopt(&w->rt.root, lm->parent_scope);
+  rem_scope_set_parent(&w->rt.root, lm->parent_scope);
   lm->started = 1;
   if (lm->cancel_requested) rem_task_cancel(&w->rt);
   lua_settop(L, 1);

@@ -136,10 +136,7 @@ static int spawn_handler(lua_State *L) {
   const char *name = rem__signal_name(w->signum);
   if (name) lua_pushstring(L, name); else lua_pushinteger(L, w->signum);
   rem_ltask *t = rem__task_new(L, w->st, fidx, 3);
-  /* Hang the task's root scope below the watcher's, as rem_group_spawn does. */
-  rem_list_remove(&t->rt.root.child_link);
-  t->rt.root.parent = &w->scope;
-  rem_list_push_back(&w->scope.children, &t->rt.root.child_link);
+  rem_scope_set_parent(&t->rt.root, &w->scope);  /* cancelled with the watcher */
   lua_pushboolean(L, 1);
   lua_rawset(L, set);
   rem_task_start(&t->rt);
@@ -194,6 +191,10 @@ static int close_loop(lua_State *L, rem_lsignal *u) {
     }
     lua_pop(L, 1);
   }
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, WATCHERS_KEY);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, w);
   lua_settop(L, 1);
   u->w = NULL;
   rem_scope_deinit(&w->scope);

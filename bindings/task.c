@@ -279,6 +279,8 @@ void rem__report_unobserved(rem_state *st, lua_State *L) {
 static int t_gc(lua_State *L) {
   rem_ltask *t = lua_touserdata(L, 1);
   if (t->rt.state != REM_TASK_DONE) {
+    /* Undo the pending wait: a later completion must not wake freed memory. */
+    if (t->rt.state == REM_TASK_WAITING && t->rt.abort) t->rt.abort(&t->rt);
     rem_timer_stop(&t->st->sched.timers, &t->rt.timer);
     rem_list_remove(&t->rt.link);
     rem_list_remove(&t->rt.scope_link);

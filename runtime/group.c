@@ -14,9 +14,7 @@ void rem_group_init(rem_group_t *group, rem_task_t *owner) {
 int rem_group_spawn(rem_group_t *group, rem_task_t *child) {
   if (group->closed) return UV_EINVAL;
   /* The child was initialised as a root; hang its scope below the group's. */
-  rem_list_remove(&child->root.child_link);
-  child->root.parent = &group->scope;
-  rem_list_push_back(&group->scope.children, &child->root.child_link);
+  rem_scope_set_parent(&child->root, &group->scope);
   child->group = group;
   group->children++;
   rem_task_start(child);

@@ -25,6 +25,12 @@ void rem_scope_deinit(rem_scope_t *scope) {
   scope->parent = NULL;
 }
 
+void rem_scope_set_parent(rem_scope_t *scope, rem_scope_t *parent) {
+  rem_list_remove(&scope->child_link);
+  scope->parent = parent;
+  if (parent) rem_list_push_back(&parent->children, &scope->child_link);
+}
+
 /* Interrupts the waiting tasks below `scope`. A shielded child stops the walk: nothing
  * below it sees this cancellation. */
 static void interrupt_tree(rem_scope_t *scope) {

@@ -34,6 +34,9 @@ void rem_scope_init(rem_scope_t *scope, rem_sched_t *sched, rem_scope_t *parent)
 /* Stops the deadline and unlinks the scope from the tree; child scopes become roots.
  * No task may still have it as its innermost scope. Idempotent. */
 void rem_scope_deinit(rem_scope_t *scope);
+/* Moves `scope` (and everything below it) under `parent` (NULL: makes it a root), e.g. a
+ * task's root scope under the group that spawns it. */
+void rem_scope_set_parent(rem_scope_t *scope, rem_scope_t *parent);
 /* Cancels the scope and interrupts the waiting tasks below it. Idempotent. */
 void rem_scope_cancel(rem_scope_t *scope);
 /* Cancels the scope `ms` milliseconds from now (and marks it expired). Returns 0 or
