@@ -40,7 +40,8 @@ REM_BIN  := $(BUILD)/bin/rem
 DEBIAN_PKGS := gcc make pkg-config git lua5.4 liblua5.4-dev libuv1-dev libcmocka-dev lua-busted \
   luarocks valgrind redis-server
 
-.PHONY: all deps test ctest spec itest demo asan valgrind clean help install uninstall rock rock-install
+.PHONY: all deps test ctest spec itest demo asan valgrind clean help install uninstall rock rock-install \
+  bench bench-deps doc
 all: $(LIBREM) $(LIBREM_FULL) $(CORE_SO) $(REM_BIN) $(BUILD)/host
 
 help:
@@ -50,6 +51,8 @@ help:
 	@echo "make demo   run examples/demo.lua"
 	@echo "make asan   the whole test suite under ASan+UBSan"
 	@echo "make valgrind  the C tests and specs under valgrind"
+	@echo "make doc    the API reference (ldoc) in doc/api/index.html"
+	@echo "make bench  W1-W4 against plain C, Lua+luv and asyncio (bench/, ~10 min)"
 	@echo "make install PREFIX=... / make uninstall / make itest"
 	@echo "make clean"
 
@@ -128,6 +131,21 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	$(REM_BIN) examples/demo.lua
 
+# doc: the API reference. ldoc reads doc/reference/*.lua (doc comments describing the Lua
+# API, most of which is C; see doc/config.ld) and writes HTML to doc/api/. Its packages are
+# installed by this target only. Fails when ldoc warns (an unknown tag, a broken @{ref}).
+DOC_PKGS := lua-ldoc lua-markdown
+
+doc:
+	@$(MAKE) --no-print-directory deps DEBIAN_PKGS="$(DOC_PKGS)"
+	@rm -rf doc/api
+	@out=$$(ldoc --fatalwarnings -c doc/config.ld . 2>&1); status=$$?; printf '%s\n' "$$out"; \
+	if [ $$status != 0 ] || printf '%s\n' "$$out" | grep -q ':[0-9][0-9]*: '; then \
+	  echo "make doc: ldoc failed or warned"; exit 1; fi
+	@# ldoc links a type as #name but anchors its section as #Class_name: add the former.
+	@sed -i 's|<a name="Class_\([^"]*\)"></a>|&<a name="\1"></a>|' doc/api/modules/*.html
+	@echo "API reference: doc/api/index.html"
+
 # ASan+UBSan: a separate build tree; Lua is not instrumented, so the sanitizer runtime is
 # preloaded into lua5.4 for the specs, and leak checks cover the C tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -170,6 +188,24 @@ rock-install: $(CORE_SO)
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(PREFIX)/include/rem $(DESTDIR)$(LUA_MODDIR)/rem $(DESTDIR)$(LUA_CMODDIR)/rem 2>/dev/null
+
+# bench: W1-W4 (../shared/BENCH.md) with rem and the same work in plain C on libuv, Lua 5.4 +
+# luv by hand and Python asyncio/uvloop; a table of medians, ratios and peak RSS (bench/run).
+# Its packages are installed by this target only (BENCH_ROUNDS=n, BENCH_ONLY=w1,w3 to narrow).
+BENCH_PKGS := lua-luv python3 python3-uvloop time
+BENCH_BIN  := $(BUILD)/bench
+BENCH_C    := $(addprefix $(BENCH_BIN)/,echo_server w1 w2 w3 w4)
+
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEBIAN_PKGS="$(BENCH_PKGS)"
+
+$(BENCH_BIN)/%: bench/c/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(UV_CFLAGS) $< $(LDFLAGS) $(UV_LIBS) -o $@
+
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory all $(BENCH_C)
+	@REM=$(REM_BIN) BENCH_BIN=$(BENCH_BIN) LUA=$(LUA) $(LUA_ENV) bench/run
 
 # valgrind: the C tests and the specs (lua5.4 under valgrind); definite leaks are errors.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite

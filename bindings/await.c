@@ -115,9 +115,16 @@ int rem__pcall(lua_State *L, int base, lua_KContext ctx, lua_KFunction k) {
   return k(L, status, ctx);
 }
 
+/* A pcall inside a coroutine may have been entered in an earlier resume of it (a generator's
+ * pcall around its yield, entered while its manager was entered, returning while it is
+ * exited): a boundary of NULL saved then does not hold now, and the floor (the boundary of the
+ * code that resumed the coroutine this time) is restored instead, so that a cleanup that
+ * resumed it stays shielded. */
 void rem__pcall_restore(lua_State *L, int base) {
   rem_ltask *t = rem__current(L);
-  if (t) t->rt.unwind_boundary = lua_touserdata(L, base + 1);
+  if (!t) return;
+  rem_scope_t *saved = lua_touserdata(L, base + 1);
+  t->rt.unwind_boundary = saved ? saved : t->unwind_floor;
 }
 
 /* Stack of both: [boundary, handler, true, f, args...]; results from index 3. */
@@ -168,6 +175,20 @@ static lua_State *wrapped_co(lua_State *L) {
 
 static int resume_k(lua_State *L, int status, lua_KContext mode);
 
+/* Both resumes keep two slots below the arguments, at SAVED(mode) and SAVED(mode) + 1: the
+ * task's unwind floor and boundary when the resume began, put back when `co` yields or ends
+ * (the coroutine runs in its resumer's context: `co` sees the resumer's boundary as its
+ * floor). */
+#define SAVED(mode) ((mode) == MODE_RESUME ? 2 : 1)
+
+static void save_unwind(lua_State *L, int at) {
+  rem_ltask *t = rem__current(L);
+  lua_pushlightuserdata(L, t ? (void *)t->unwind_floor : NULL);
+  lua_pushlightuserdata(L, t ? (void *)t->rt.unwind_boundary : NULL);
+  lua_rotate(L, at, 2);
+  if (t) t->unwind_floor = t->rt.unwind_boundary;
+}
+
 /* Resumes `co` with the `narg` values on top of L. A marker yield is passed up to the task;
  * anything else behaves as the standard function. */
 static int resume_step(lua_State *L, lua_State *co, int narg, lua_KContext mode) {
@@ -184,6 +205,11 @@ static int resume_step(lua_State *L, lua_State *co, int narg, lua_KContext mode)
     lua_pop(co, 1);
     lua_pushlightuserdata(L, (void *)&suspend_marker);
     return lua_yieldk(L, 1, mode, resume_k);
+  }
+  rem_ltask *t = rem__current(L);
+  if (t) {
+    t->unwind_floor = lua_touserdata(L, SAVED(mode));
+    t->rt.unwind_boundary = lua_touserdata(L, SAVED(mode) + 1);
   }
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
@@ -226,11 +252,17 @@ static int resume_k(lua_State *L, int status, lua_KContext mode) {
 static int l_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
-  return resume_step(L, co, lua_gettop(L) - 1, MODE_RESUME);
+  int narg = lua_gettop(L) - 1;
+  luaL_checkstack(L, 2, NULL);
+  save_unwind(L, SAVED(MODE_RESUME));
+  return resume_step(L, co, narg, MODE_RESUME);
 }
 
 static int l_wrap_call(lua_State *L) {
-  return resume_step(L, wrapped_co(L), lua_gettop(L), MODE_WRAP);
+  int narg = lua_gettop(L);
+  luaL_checkstack(L, 2, NULL);
+  save_unwind(L, SAVED(MODE_WRAP));
+  return resume_step(L, wrapped_co(L), narg, MODE_WRAP);
 }
 
 /* A wrapped coroutine's body: the user's function under rem's pcall, so that on an error its

@@ -69,24 +69,30 @@ static int state_gc(lua_State *L) {
   return 0;
 }
 
-static void count_active(uv_handle_t *handle, void *arg) {
-  if (uv_is_active(handle) && !uv_is_closing(handle)) ++*(int *)arg;
+/* counts[0]: active handles not closing; counts[1]: every handle, closing ones included. */
+static void count_handles(uv_handle_t *handle, void *arg) {
+  int *counts = arg;
+  if (uv_is_active(handle) && !uv_is_closing(handle)) ++counts[0];
+  ++counts[1];
 }
 
-/* stats() -> {live=, ready=, timers=, active_handles=}: what rem has going on the loop. */
+/* stats() -> {live=, ready=, timers=, active_handles=, handles=}: what rem has going on the
+ * loop (handles: every handle still on it, a closing one until its close callback ran). */
 static int l_stats(lua_State *L) {
   rem_state *st = rem__state(L);
-  int active = 0;
-  uv_walk(st->loop, count_active, &active);
-  lua_createtable(L, 0, 4);
+  int counts[2] = {0, 0};
+  uv_walk(st->loop, count_handles, counts);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)st->sched.live);
   lua_setfield(L, -2, "live");
   lua_pushboolean(L, !rem_list_empty(&st->sched.ready));
   lua_setfield(L, -2, "ready");
   lua_pushinteger(L, (lua_Integer)st->sched.timers.len);
   lua_setfield(L, -2, "timers");
-  lua_pushinteger(L, active);
+  lua_pushinteger(L, counts[0]);
   lua_setfield(L, -2, "active_handles");
+  lua_pushinteger(L, counts[1]);
+  lua_setfield(L, -2, "handles");
   return 1;
 }
 
@@ -152,6 +158,7 @@ int luaopen_rem_core(lua_State *L) {
   rem__open_signal(L, st);
   rem__open_io(L, st);
   rem__open_manager(L, st);
+  rem__open_gather(L, st);
   rem__open_contextlib(L, st);
   rem__open_await(L);
   lua_pushliteral(L, REM_VERSION);

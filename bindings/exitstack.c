@@ -140,11 +140,21 @@ static int entered_k(lua_State *L, int status, lua_KContext how) {
   return lua_gettop(L) - 3;
 }
 
-/* [stack, x]: enters x through the cm protocol and records how to exit it. */
-static int enter_into(lua_State *L, rem_lstack *s, int how) {
+/* [stack, x]: enters x (of protocol kind `kind`) and records how to exit it. */
+static int enter_into(lua_State *L, rem_lstack *s, int kind, int how) {
   const char *fname = how == ENTER_GUARD ? "rem.enter" : "stack:enter_context";
   /* Room first, so that once entered, the exit can always be recorded. */
   reserve(L, s, fname);
+  if (kind == REM_CM_CM) {
+    /* Performance: a cm is entered here, as rem__cm_enter would, without checking it again
+     * or calling through it: [stack, x, kind, x, what x:enter() returns...]. */
+    lua_pushinteger(L, REM_CM_CM);
+    lua_pushvalue(L, 2);
+    lua_getfield(L, 2, "enter");
+    lua_pushvalue(L, 2);
+    lua_callk(L, 1, LUA_MULTRET, how, entered_k);
+    return entered_k(L, LUA_OK, how);
+  }
   lua_pushcfunction(L, rem__cm_enter);
   lua_pushvalue(L, 2);
   lua_callk(L, 1, LUA_MULTRET, how, entered_k);
@@ -154,23 +164,24 @@ static int enter_into(lua_State *L, rem_lstack *s, int how) {
 /* stack:enter_context(cm_or_fn) -> what entering gave. */
 static int s_enter_context(lua_State *L) {
   rem_lstack *s = check_stack(L, 1);
-  rem__cm_check(L, 2, 1, "stack:enter_context", 0);
+  int kind = rem__cm_check(L, 2, 1, "stack:enter_context", 0);
   lua_settop(L, 2);
-  return enter_into(L, s, ENTER_CONTEXT);
+  return enter_into(L, s, kind, ENTER_CONTEXT);
 }
 
 /* rem.enter(cm_or_fn) -> guard, values...: the guard is an exit stack holding the one exit. */
 static int l_enter(lua_State *L) {
-  rem__cm_check(L, 1, 1, "rem.enter", 0);
+  int kind = rem__cm_check(L, 1, 1, "rem.enter", 0);
   lua_settop(L, 1);
   rem_lstack *s = new_stack(L);
   lua_insert(L, 1);
-  return enter_into(L, s, ENTER_GUARD);
+  return enter_into(L, s, kind, ENTER_GUARD);
 }
 
 /* stack:pop_all() -> a new stack with every entry; this one is left empty. */
 static int s_pop_all(lua_State *L) {
   rem_lstack *s = check_stack(L, 1);
+  lua_settop(L, 1);  /* the new stack at 2, whatever else was passed */
   rem_lstack *to = new_stack(L);
   int rc = rem_exitstack_move(&to->xs, &s->xs);
   if (rc == UV_EBUSY) return luaL_error(L, "stack:pop_all: the stack is unwinding");

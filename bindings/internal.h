@@ -45,6 +45,8 @@ struct rem_ltask {
   int group_ref;           /* registry ref of the group it was spawned in, or LUA_NOREF */
   intptr_t payload;        /* its error's index in the group's error list, once failed */
   rem_list_t link;         /* in st->tasks, then st->unobserved */
+  rem_scope_t *unwind_floor;  /* rt.unwind_boundary where the running coroutine was resumed:
+                                 a pcall inside it restores no less (await.c) */
 };
 
 /* Registry keys. */
@@ -129,6 +131,40 @@ int rem__cm_suppresses(lua_State *L, int kind, int res_idx);
  * after a suspension Lua goes on at k. Either way call rem__pcall_restore(L, base) first. */
 int rem__cleanup_pcallk(lua_State *L, int base, int nresults, lua_KContext ctx,
                         lua_KFunction k);
+
+/* payload.c: the runtime's error payloads (managers, collections, pools) as the bindings
+ * fill them: a registry reference to the error value, or 0 (the error is made from the
+ * code: an rem.Error named after it, a cancellation for UV_ECANCELED). */
+void rem__push_payload(lua_State *L, int code, intptr_t payload);
+void rem__unref_payload(lua_State *L, intptr_t payload);
+/* Pops the error on top into *payload (nil and false become rem.Error("<what> raised
+ * nil")); returns its code: UV_ECANCELED for a cancellation, else REM_EFAILED. */
+int rem__error_payload(lua_State *L, const char *what, intptr_t *payload);
+/* The errors (their payloads unreferenced) as one rem.ErrorGroup with `context` as its
+ * context (0: none), returned as a payload. */
+intptr_t rem__fold_payloads(lua_State *L, const rem_errlist_t *errors, intptr_t context);
+
+/* gather.c: rem.gather, exit pools over runtime/pool.c. A userdata type whose values may be
+ * pool members without a task (no coroutine at all: the I/O resources) sets the field
+ * REM_MEMBER_FIELD of its metatable to a light userdata pointing to its static
+ * rem_cmember_class. Its member's ops (pool.h) run in C, from libuv callbacks or at once,
+ * and report with rem_pool_entered / rem_pool_exited; a failure's payload is a registry
+ * reference to its error value (rem__error_payload) or 0 (made from the code). The ops get
+ * the error in flight as (code, payload): the payload, when set, is a registry reference to
+ * it. The pool holds the userdata (and so the member) while it holds the member. */
+#define REM_MEMBER_FIELD "__rem_member"
+typedef struct rem_pool_member rem_pool_member_t;
+typedef struct rem_cmember_class {
+  /* The member behind the userdata at `idx` (typically embedded in it); called by
+   * rem.gather. A member is in one pool operation at a time (another pool's enter fails with
+   * UV_EBUSY). */
+  rem_pool_member_t *(*member)(lua_State *L, int idx);
+  /* Pushes the value its enter gave, the userdata being at `idx`; NULL: the userdata. */
+  void (*push_value)(lua_State *L, int idx, rem_pool_member_t *m);
+} rem_cmember_class;
+/* Opens rem.gather and (sleeper.c) core.sleeper, the sample C member. */
+void rem__open_gather(lua_State *L, rem_state *st);
+void rem__open_sleeper(lua_State *L, rem_state *st);
 
 /* Opens cm.c's functions, rem.ExitStack and rem.enter (exitstack.c) into the table on top. */
 void rem__open_contextlib(lua_State *L, rem_state *st);

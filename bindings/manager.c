@@ -23,8 +23,9 @@
 #include "manager.h"
 
 #define REM_MANAGER_STATE_MT "rem.manager.state"
-#define INSTANCES_KEY "rem.manager.instances"  /* instance -> state userdata (weak keys) */
-#define STATES_KEY "rem.manager.states"        /* light(lmgr) -> state userdata (weak values) */
+/* Registry keys (their addresses): instance -> state userdata (weak keys); light(lmgr) ->
+ * state userdata (weak values); the idle states kept for reuse (a list). */
+static const char instances_key = 0, states_key = 0, free_key = 0;
 #define KIND_FIELD "__rem_kind"                /* in a class: "manager" or "collection" */
 
 enum { KIND_PLAIN, KIND_COLLECTION };
@@ -82,7 +83,7 @@ static int kind_of(lua_State *L, int idx) {
 }
 
 static void push_state(lua_State *L, lmgr *lm) {
-  lua_getfield(L, LUA_REGISTRYINDEX, STATES_KEY);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
   lua_rawgetp(L, -1, lm);
   lua_remove(L, -2);
 }
@@ -90,20 +91,21 @@ static void push_state(lua_State *L, lmgr *lm) {
 static const rem_manager_ops_t lm_ops;
 static const rem_collection_hooks_t lm_hooks;
 
-/* Pushes the state of the manager instance at `idx`, made on first use; returns NULL and
- * pushes nothing when the value is not a manager. */
-static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
-  idx = lua_absindex(L, idx);
-  int kind = kind_of(L, idx);
-  if (kind < 0) return NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, INSTANCES_KEY);
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-    lua_remove(L, -2);
-    return lua_touserdata(L, -1);
-  }
-  lua_pop(L, 1);
-  lmgr *lm = lua_newuserdatauv(L, sizeof *lm, UV_COUNT);
+/* Pushes registry[key]. Performance: the methods of this file carry the instances and
+ * the idle-states tables as upvalues 2 and 3 (see new_class), a registry lookup costing
+ * several times more; code running outside a method (a collection's helper task) has no
+ * table there and uses the registry. */
+static void push_table(lua_State *L, const void *key, int upvalue) {
+  if (lua_type(L, lua_upvalueindex(upvalue)) == LUA_TTABLE)
+    lua_pushvalue(L, lua_upvalueindex(upvalue));
+  else
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+}
+#define push_instances(L) push_table(L, &instances_key, 2)
+#define push_free(L) push_table(L, &free_key, 3)
+
+/* A fresh state in the safe idle state, its uservalues empty. */
+static void init_lmgr(lmgr *lm, rem_state *st, int kind) {
   memset(lm, 0, sizeof *lm);
   rem_collection_init(&lm->coll, &lm_hooks);
   lm->coll.manager.ops = &lm_ops;  /* both kinds: the steps run in Lua tasks */
@@ -111,18 +113,103 @@ static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
   lm->kind = kind;
   lm->cls = kind == KIND_COLLECTION ? "rem.Collection" : "rem.Manager";
   lm->err_ref = LUA_NOREF;
-  luaL_setmetatable(L, REM_MANAGER_STATE_MT);
+}
+
+/* Performance: a plain manager's state is only needed while an operation runs or while it
+ * is acquired, so `finish` gives an idle one back (recycle_lmgr) and the next manager reuses
+ * it: entering a fresh manager costs no userdata, no finaliser and no growth of the weak
+ * tables (W1, W2 of bench/). At most FREE_MAX idle states are kept: about 600 bytes each,
+ * so at most about 600 KB after a burst of that many managers acquired at once. */
+#define FREE_MAX 1024
+
+/* Pushes the state of the manager instance at `idx`, made on first use (or taken from the
+ * idle ones); returns NULL and pushes nothing when the value is not a manager. */
+static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE) return NULL;
+  /* A value with a state is a manager: the marker is looked up only for a new one. */
+  push_instances(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+    lua_remove(L, -2);
+    return lua_touserdata(L, -1);
+  }
+  lua_pop(L, 1);
+  int kind = kind_of(L, idx);
+  if (kind < 0) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lmgr *lm = NULL;
+  if (kind == KIND_PLAIN) {
+    push_free(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (n > 0) {
+      lua_rawgeti(L, -1, n);
+      lua_pushnil(L);
+      lua_rawseti(L, -3, n);
+      lua_remove(L, -2);
+      lm = lua_touserdata(L, -1);  /* idle, reset by recycle_lmgr */
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  if (!lm) {
+    lm = lua_newuserdatauv(L, sizeof *lm, UV_COUNT);
+    init_lmgr(lm, st, kind);
+    luaL_setmetatable(L, REM_MANAGER_STATE_MT);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, lm);                /* states[lm] = state */
+    lua_pop(L, 1);
+  }
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, UV_INSTANCE);
   lua_pushvalue(L, idx);
   lua_pushvalue(L, -2);
   lua_rawset(L, -4);                     /* instances[instance] = state */
-  lua_getfield(L, LUA_REGISTRYINDEX, STATES_KEY);
-  lua_pushvalue(L, -2);
-  lua_rawsetp(L, -2, lm);                /* states[lm] = state */
-  lua_pop(L, 1);
   lua_remove(L, -2);
   return lm;
+}
+
+/* The state of the instance at `idx` if it has one (pushed), else NULL (nothing pushed). */
+static lmgr *find_lmgr(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (kind_of(L, idx) < 0) return NULL;
+  push_instances(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+    lua_remove(L, -2);
+    return lua_touserdata(L, -1);
+  }
+  lua_pop(L, 2);
+  return NULL;
+}
+
+/* Gives the idle state of a plain manager (at `base`) back for reuse: its instance forgets
+ * it. Only a state nothing else points to: not held by a collection, no operation. */
+static void recycle_lmgr(lua_State *L, lmgr *lm, int base) {
+  if (lm->kind != KIND_PLAIN || lm->held || lm->driver || lm->shield_on || lm->children_on ||
+      lm->coll.manager.state != REM_MANAGER_IDLE || lm->err_ref != LUA_NOREF ||
+      lm->coll.manager.acquire_payload || lm->coll.manager.release_payload)
+    return;
+  push_free(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  if (n >= FREE_MAX) {
+    lua_pop(L, 1);
+    return;
+  }
+  push_instances(L);
+  lua_getiuservalue(L, base, UV_INSTANCE);
+  lua_pushnil(L);
+  lua_rawset(L, -3);                     /* instances[instance] = nil */
+  lua_pop(L, 1);
+  lua_pushnil(L);  /* a plain manager's state uses no other user value */
+  lua_setiuservalue(L, base, UV_INSTANCE);
+  init_lmgr(lm, lm->st, KIND_PLAIN);
+  lua_pushvalue(L, base);
+  lua_rawseti(L, -2, n + 1);
+  lua_pop(L, 1);
 }
 
 /* The state of `self` (argument 1) of the method `method`, pushed; raises when self is not
@@ -146,21 +233,7 @@ static const char *state_name(const lmgr *lm) {
   }
 }
 
-/* ---- payloads: registry references to error values -------------------------------------- */
-
-/* Pushes the error a payload stands for (a generic rem.Error for a runtime code alone). */
-static void push_payload(lua_State *L, int code, intptr_t payload) {
-  if (payload) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, (lua_Integer)payload);
-  } else {
-    rem__push_error(L, uv_err_name(code), "%s", code == REM_EFAILED ? "failed"
-                    : uv_strerror(code));
-  }
-}
-
-static void unref(lua_State *L, intptr_t payload) {
-  if (payload) luaL_unref(L, LUA_REGISTRYINDEX, (int)payload);
-}
+/* ---- payloads: registry references to error values (bindings/payload.c) ------------------ */
 
 /* The error on top, made fit to travel: nil and false become an rem.Error (an exit must
  * always see an error when something failed). Returns its runtime code. */
@@ -177,28 +250,11 @@ static int error_code(lua_State *L, lmgr *lm, const char *what) {
  * context. They run from whatever task ends the operation, on the main thread's stack. */
 static intptr_t fold_errors(rem_collection_t *c, const rem_errlist_t *errors,
                             intptr_t context) {
-  lmgr *lm = REM_CONTAINER_OF(c, lmgr, coll);
-  lua_State *L = lm->st->L;
-  luaL_checkstack(L, 8, NULL);
-  lua_createtable(L, (int)errors->len, 0);
-  for (size_t i = 0; i < errors->len; i++) {
-    push_payload(L, errors->items[i].code, errors->items[i].payload);
-    unref(L, errors->items[i].payload);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  rem__push_error_group(L, -1);
-  lua_remove(L, -2);
-  if (context) {
-    push_payload(L, 0, context);
-    rem__chain(L, -2, -1);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-  }
-  return luaL_ref(L, LUA_REGISTRYINDEX);
+  return rem__fold_payloads(REM_CONTAINER_OF(c, lmgr, coll)->st->L, errors, context);
 }
 
 static void drop_error(rem_collection_t *c, intptr_t payload) {
-  unref(REM_CONTAINER_OF(c, lmgr, coll)->st->L, payload);
+  rem__unref_payload(REM_CONTAINER_OF(c, lmgr, coll)->st->L, payload);
 }
 
 static const rem_collection_hooks_t lm_hooks = {fold_errors, drop_error};
@@ -313,7 +369,7 @@ static void open_children(lua_State *L, lmgr *lm, rem_ltask *t) {
 static void report_failure(lua_State *L, lmgr *lm, const char *what, int chain) {
   int code = error_code(L, lm, what);
   if (chain && lm->err) {
-    push_payload(L, lm->err, lm->err_payload);
+    rem__push_payload(L, lm->err, lm->err_payload);
     rem__chain(L, -2, -1);
     lua_replace(L, -3);
     lua_pop(L, 1);
@@ -382,7 +438,7 @@ static int run_method(lua_State *L, int base, const char *name, int with_err, in
   lua_getiuservalue(L, base, UV_INSTANCE);
   lua_getfield(L, -1, name);
   lua_insert(L, -2);
-  if (with_err) push_payload(L, lm->err, lm->err_payload);
+  if (with_err) rem__push_payload(L, lm->err, lm->err_payload);
   return rem__pcall(L, base, CTX(base, k), drive_k);
 }
 
@@ -477,22 +533,25 @@ static int finish(lua_State *L, lmgr *lm, int base) {
     /* A failed release on error carries the acquire error as its context (a collection's
      * rollback carries the group of every failure). */
     if (m->release_status)
-      push_payload(L, m->release_status, m->release_payload);
+      rem__push_payload(L, m->release_status, m->release_payload);
     else
-      push_payload(L, m->acquire_status, m->acquire_payload);
-    unref(L, m->acquire_payload);
-    unref(L, m->release_payload);
+      rem__push_payload(L, m->acquire_status, m->acquire_payload);
+    rem__unref_payload(L, m->acquire_payload);
+    rem__unref_payload(L, m->release_payload);
     m->acquire_payload = m->release_payload = 0;
+    recycle_lmgr(L, lm, base);
     return lua_error(L);
   }
-  unref(L, lm->err_ref);
+  rem__unref_payload(L, lm->err_ref);
   lm->err_ref = LUA_NOREF;
   if (m->release_status) {
-    push_payload(L, m->release_status, m->release_payload);
-    unref(L, m->release_payload);
+    rem__push_payload(L, m->release_status, m->release_payload);
+    rem__unref_payload(L, m->release_payload);
     m->release_payload = 0;
+    recycle_lmgr(L, lm, base);
     return lua_error(L);
   }
+  recycle_lmgr(L, lm, base);
   if (caller == CALLER_EXIT) {
     lua_pushboolean(L, 0);  /* a manager never suppresses */
     return 1;
@@ -584,6 +643,9 @@ static void begin_inline(lmgr *lm, rem_ltask *t, int caller, const char *method)
 }
 
 static rem_ltask *need_task(lua_State *L, lmgr *lm, const char *method) {
+  /* Performance: the name for the message is only formatted when it is needed. */
+  rem_ltask *cur = rem__current(L);
+  if (cur && lua_isyieldable(L)) return cur;
   const char *fname = lua_pushfstring(L, "%s:%s", lm->cls, method);
   rem_ltask *t = rem__need_task(L, fname);
   lua_pop(L, 1);
@@ -598,8 +660,8 @@ static int do_acquire(lua_State *L, const char *method) {
     return luaL_error(L, "%s:%s: the manager is %s", lm->cls, method, state_name(lm));
   rem_ltask *t = need_task(L, lm, method);
   rem__check_cancel(L, t);
-  lua_settop(L, 1);
-  push_state(L, lm);
+  lua_copy(L, -1, 2);  /* the state check_self pushed */
+  lua_settop(L, 2);
   begin_inline(lm, t, CALLER_ACQUIRE, method);
   rem_manager_acquire(&lm->coll.manager, NULL, NULL);
   return drive(L, 2);
@@ -810,9 +872,7 @@ static int state_gc(lua_State *L) {
   lmgr *lm = lua_touserdata(L, 1);
   /* Unreferenced here, with this state: the rem state may be gone when Lua closes. */
   for (size_t i = 0; i < lm->coll.failures.len; i++)
-    unref(L, lm->coll.failures.items[i].payload);
-  for (size_t i = 0; i < lm->coll.cancels.len; i++)
-    unref(L, lm->coll.cancels.items[i].payload);
+    rem__unref_payload(L, lm->coll.failures.items[i].payload);
   lm->coll.hooks = NULL;
   rem_collection_deinit(&lm->coll);
   free(lm->coll.data);
@@ -826,8 +886,12 @@ static int state_gc(lua_State *L) {
  * value that is not a manager. */
 static int l_manager_state(lua_State *L) {
   static const char *const names[] = {"idle", "acquiring", "acquired", "releasing"};
-  lmgr *lm = push_lmgr(L, rem__state(L), 1);
-  if (!lm) return 0;
+  lmgr *lm = find_lmgr(L, 1);
+  if (!lm) {  /* no state (yet, or given back idle) */
+    if (kind_of(L, 1) < 0) return 0;
+    lua_pushstring(L, names[REM_MANAGER_IDLE]);
+    return 1;
+  }
   lua_pushstring(L, names[lm->coll.manager.state]);
   return 1;
 }
@@ -837,20 +901,31 @@ static int l_is_manager(lua_State *L) {
   return 1;
 }
 
-static void weak_table(lua_State *L, const char *key, const char *mode) {
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, key);
-  lua_createtable(L, 0, 1);
-  lua_pushstring(L, mode);
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+/* registry[key] (made once: a reloaded module shares it); `mode` NULL: a strong table. */
+static void weak_table(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
   lua_pop(L, 1);
+  lua_newtable(L);
+  if (mode) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
 /* A class table: methods in itself, found through __index by its instances. */
 static void new_class(lua_State *L, rem_state *st, const char *name, const char *kind,
                       const luaL_Reg *methods) {
   lua_newtable(L);
-  rem__setfuncs(L, methods, st);
+  lua_pushlightuserdata(L, st);  /* upvalue 1, as rem__setfuncs gives */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &instances_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &free_key);
+  luaL_setfuncs(L, methods, 3);
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "__index");
   lua_pushstring(L, name);
@@ -865,8 +940,9 @@ void rem__open_manager(lua_State *L, rem_state *st) {
   lua_pushcfunction(L, state_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  weak_table(L, INSTANCES_KEY, "k");
-  weak_table(L, STATES_KEY, "v");
+  weak_table(L, &instances_key, "k");
+  weak_table(L, &states_key, "v");
+  weak_table(L, &free_key, NULL);
 
   static const luaL_Reg manager[] = {
     {"enter", m_enter}, {"exit", m_exit}, {"__close", m_close}, {"acquire", m_acquire},

@@ -1,23 +1,26 @@
 /* Collections (aiorem's ResourceManagerCollection): a manager over child managers.
  *
- * Acquiring acquires every child concurrently. When one fails, the acquires still in
- * progress are cancelled (rem_manager_cancel); once all have ended, the collection's own
- * acquire fails and its release on error rolls back the children that did acquire (each
- * released on the error path with the first failure). Releasing releases every acquired
- * child concurrently; a failing child does not stop the others.
+ * A collection is an exit pool (runtime/pool.h) whose members are its children: acquiring
+ * enters the pool (every child acquired concurrently; when one fails, the acquires still in
+ * progress are cancelled with rem_manager_cancel and the children that did acquire are
+ * released on the error path with the first failure), releasing exits it (every acquired
+ * child released concurrently; a failing child does not stop the others). This file only
+ * adapts managers to the pool's member ops and the pool's outcome to the manager's state
+ * machine; the rules are the pool's.
  *
- * The failures of one operation are kept in `failures`: the acquire failures in the order
- * they happened, then the release failures in children order. Cancellations are absorbed
- * when something else failed; when nothing else did, the collection fails with
- * UV_ECANCELED and the first cancellation's payload (it was cancelled, not broken). A
- * child whose release on error failed reports that failure only (its acquire failure is
- * dropped: the embedder's release failure is expected to carry it, as Lua's context does).
+ * The failures of one operation: the acquire failures in the order they happened, then the
+ * release failures in children order. Cancellations are absorbed when something else
+ * failed; when nothing else did, the collection fails with UV_ECANCELED and the first
+ * cancellation's payload (it was cancelled, not broken). A child whose release on error
+ * failed reports that failure only (its acquire failure is dropped: the embedder's release
+ * failure is expected to carry it, as Lua's context does).
  *
  * A failed operation reports the first failure's code. Its payload is what the fold hook
  * makes of the list (the Lua bindings build an rem.ErrorGroup); without a fold hook it is 0
  * and the list stays readable in `failures` until the next operation. A failed acquire
- * itself reports payload 0: the failures are folded into the payload of the rollback that
- * follows, so that rollback failures join them.
+ * itself reports payload 0: the rollback has already run (inside the acquire), and its
+ * outcome, the failures folded into one payload, is what the release on error that the
+ * manager runs next reports.
  */
 #ifndef REM_COLLECTION_H
 #define REM_COLLECTION_H
@@ -27,6 +30,7 @@
 
 #include "errlist.h"
 #include "manager.h"
+#include "pool.h"
 
 typedef struct rem_collection rem_collection_t;
 
@@ -40,33 +44,24 @@ typedef struct rem_collection_hooks {
   void (*drop)(rem_collection_t *c, intptr_t payload);
 } rem_collection_hooks_t;
 
-/* One child in the current acquisition. */
+/* One child in the current acquisition: a pool member driving the child's manager. */
 typedef struct rem_collection_slot {
-  rem_collection_t *coll;
+  rem_pool_member_t member;
   rem_manager_t *child;
-  int acquired;       /* acquired by this collection, not released yet */
-  int busy;           /* an operation on the child is in progress */
-  int status;         /* how its release ended */
-  intptr_t payload;
 } rem_collection_slot_t;
-
-enum { REM_COLLECTION_NONE, REM_COLLECTION_ACQUIRING, REM_COLLECTION_RELEASING };
 
 struct rem_collection {
   rem_manager_t manager;           /* acquire and release the collection through it */
   const rem_collection_hooks_t *hooks;
   rem_manager_t *const *children;  /* for the next acquisition (rem_collection_set) */
   size_t nchildren;
-  rem_collection_slot_t *slots;    /* the current acquisition's children (allocated) */
+  rem_pool_t pool;                 /* the children of the current acquisition */
+  rem_collection_slot_t *slots;    /* ... as members (allocated with the pointers to them) */
   size_t nslots;
-  size_t pending;                  /* child operations in flight, +1 while a loop runs */
-  int phase;
-  int failing;                     /* the acquisition failed: the rest are cancelled */
-  int rollback;                    /* the next release rolls back a failed acquisition */
-  int err;                         /* the error the release runs for */
-  intptr_t err_payload;
-  rem_errlist_t failures;
-  rem_errlist_t cancels;           /* absorbed cancellations */
+  int rollback;                    /* the acquire failed: the rollback's outcome, for the */
+  int rollback_status;             /* release on error that follows */
+  intptr_t rollback_payload;
+  rem_errlist_t failures;          /* without a fold hook: the last operation's failures */
   void *data;                      /* the embedder's */
 };
 

@@ -587,3 +587,52 @@ describe("the cm protocol in rem.core (cm_kind, cm_enter, cm_exit), reused by ga
     assert.are.same({ "m enter", "m exit why", "exit completed" }, log)
   end)
 end)
+
+describe("rem.contextmanager's exit under cancellation", function()
+  after_each(H.assert_clean)
+
+  -- Found by the fault-injection scenarios (spec/faults.lua): a generator that caught the
+  -- body's error at its yield with pcall ran the rest of its exit unshielded, so a
+  -- cancellation replaced its error and a group absorbed it: the injected error was lost.
+  it("a generator that catches the body's error at its yield keeps its exit shielded", function()
+    local log, add = H.log()
+    local E = H.E("body")
+    local err = H.run_error(function()
+      rem.group(function(g)
+        g:spawn(function()
+          rem.with(rem.contextmanager(function()
+            local ok, e = pcall(coroutine.yield, "v")
+            add("caught " .. tostring(e))
+            rem.current():cancel()
+            rem.checkpoint()          -- shielded: no cancellation here
+            rem.sleep(0.002)
+            add("exit done")
+            if not ok then error(e, 0) end
+          end)(), function() error(E, 0) end)
+        end)
+      end)
+    end)
+    assert.is_true(rem.is_error_group(err))
+    assert.are.equal(E, err.errors[1])
+    assert.are.same({ "caught E(body)", "exit done" }, log)
+  end)
+
+  it("a generator's exit that catches a cancellation of its body may still suspend", function()
+    local log, add = H.log()
+    H.run(function()
+      local t = rem.spawn(function()
+        rem.with(rem.contextmanager(function()
+          local ok, e = pcall(coroutine.yield, "v")
+          add("caught " .. tostring(rem.is_cancelled(e)))
+          rem.sleep(0.005)
+          add("slept")
+          if not ok then error(e, 0) end
+        end)(), function() rem.sleep(1) end)
+      end)
+      rem.sleep(0.005)
+      t:cancel()
+      assert.is_true(rem.is_cancelled(select(2, pcall(t.join, t))))
+    end)
+    assert.are.same({ "caught true", "slept" }, log)
+  end)
+end)

@@ -1,6 +1,7 @@
 /* Collections (runtime/collection.c) over C test managers, without Lua: concurrent acquire,
  * cancellation of the pending children and rollback on failure, concurrent release, and
  * how failures are collected and folded. */
+#include "errbook.h"
 #include "manager_fixture.h"
 
 typedef struct res {
@@ -16,33 +17,16 @@ static void res_cb(rem_manager_t *m, int status, void *arg) {
 }
 
 /* Payload bookkeeping for the hooks: which payloads were folded, dropped, and the context. */
-typedef struct book {
-  int folds;
-  intptr_t folded[16];
-  size_t nfolded;
-  int codes[16];
-  intptr_t context;
-  intptr_t dropped[16];
-  size_t ndropped;
-} book_t;
-
-static book_t book;
+static errbook_t book;
 
 static intptr_t book_fold(rem_collection_t *c, const rem_errlist_t *errors, intptr_t context) {
   (void)c;
-  book.folds++;
-  book.nfolded = errors->len;
-  for (size_t i = 0; i < errors->len; i++) {
-    book.folded[i] = errors->items[i].payload;
-    book.codes[i] = errors->items[i].code;
-  }
-  book.context = context;
-  return 1000 + book.folds;  /* the "group" */
+  return errbook_fold(&book, errors, context);
 }
 
 static void book_drop(rem_collection_t *c, intptr_t payload) {
   (void)c;
-  book.dropped[book.ndropped++] = payload;
+  errbook_drop(&book, payload);
 }
 
 static const rem_collection_hooks_t book_hooks = {book_fold, book_drop};

@@ -137,6 +137,17 @@ rem.contextmanager, rem.closing, rem.nullcontext =
   contextlib.contextmanager, contextlib.closing, contextlib.nullcontext
 
 ----------------------------------------------------------------------------------------
+-- Exit pools (bindings/gather.c, runtime/pool.c)
+
+--- rem.gather(cm_or_fn, ...) -> exit pool, a context manager: enter() enters every member
+-- concurrently (each in a task of its own) and returns one value per member, its first, in
+-- argument order; exit(err) exits them concurrently. A failed enter cancels the pending
+-- ones, exits the entered ones and raises an rem.ErrorGroup; the pool suppresses only if
+-- every member did. `pool:wrap(fn)` enters a fresh pool (pool:recreate()) on each call.
+rem.gather = core.gather
+core.pool_methods.wrap = contextlib.wrap
+
+----------------------------------------------------------------------------------------
 -- Resource managers (lua/rem/manager.lua)
 
 local manager = require "rem.manager"

@@ -1,0 +1,133 @@
+--- Files and paths: `rem.fs.open` and the `file` type, `rem.fs.stat`, `remove`, `rename`,
+-- `mkdir`.
+--
+-- Every call is a libuv fs request run in libuv's thread pool, so the loop never blocks
+-- on a disk: the calling task suspends until the request is done, and other tasks run.
+-- They must be called inside a task. A cancelled call raises the cancellation at once; the
+-- request it started finishes in the background (an fd an abandoned open returns is
+-- closed), and `rem.run` waits for it, so every fd rem opened is closed when `rem.run`
+-- returns. Files are for files: a read of a FIFO or terminal that never ends keeps
+-- `rem.run` waiting (use a process pipe or a socket for those).
+--
+-- Failures raise an `rem.Error` with libuv's `code`, a message naming the function and the
+-- path, and the field `path`: `"ENOENT: rem.fs.open: /nope: no such file or directory"`.
+-- @module rem.fs
+
+--- Opens a file, as `io.open` does, and returns a @{file}. A directory is refused
+-- (`EISDIR`). Files that cannot seek (pipes, terminals, character devices) are read and
+-- written in order.
+-- @function open
+-- @tparam string path the path
+-- @tparam[opt="r"] string mode `"r"`, `"w"` (create or truncate), `"a"` (create, append),
+-- each optionally followed by `"+"` (read and write) and `"b"` (ignored)
+-- @treturn file
+-- @raise `ENOENT`, `EACCES`, `EISDIR`...; the cancellation;
+-- `"rem.fs.open: bad argument #2 (invalid mode 'x')"`
+-- @usage
+-- local f <close> = rem.fs.open("/etc/hostname")
+-- print(f:read("l"))
+
+--- Returns information about the file at `path`, following symbolic links.
+-- @function stat
+-- @tparam string path the path
+-- @treturn table `type` (`"file"`, `"directory"`, `"link"`, `"fifo"`, `"socket"`,
+-- `"char"`, `"block"` or `"unknown"`), `mode` (the permission bits), `size`, `nlink`,
+-- `uid`, `gid`, `ino`, `dev`, `rdev`, `blksize`, `blocks`, and `atime`, `mtime`, `ctime`,
+-- `birthtime` (seconds since the epoch, with fractions)
+-- @raise `ENOENT`...; the cancellation
+-- @usage
+-- local st = rem.fs.stat("/tmp")
+-- print(st.type, st.mode)                       --> directory  1023
+
+--- Removes a file, or an empty directory, as `os.remove` does.
+-- @function remove
+-- @tparam string path the path
+-- @treturn boolean true
+-- @raise `ENOENT`, `ENOTEMPTY`...; the cancellation
+-- @usage rem.fs.remove("/tmp/scratch.txt")
+
+--- Renames (moves) a file or directory, replacing `to` if it is a file.
+-- @function rename
+-- @tparam string from the current path
+-- @tparam string to the new path
+-- @treturn boolean true
+-- @raise `"rem.fs.rename: from -> to: ..."` (`path` is `from`); the cancellation
+-- @usage
+-- local f <close> = rem.fs.open("/tmp/data.new", "w")
+-- f:write(data)
+-- f:close()
+-- rem.fs.rename("/tmp/data.new", "/tmp/data")   -- replace atomically
+
+--- Makes a directory.
+-- @function mkdir
+-- @tparam string path the path
+-- @tparam[opt=511] integer mode the permission bits (511 is 0777; less the umask)
+-- @treturn boolean true
+-- @raise `EEXIST`, `ENOENT`...; the cancellation
+-- @usage rem.fs.mkdir("/tmp/work", 448)          -- 0700
+
+--- An open file, with the methods of Lua's io files. Reads are buffered (64 KiB read
+-- ahead), writes are buffered (flushed when 64 KiB are waiting, by `flush`, `seek`, a
+-- read, and `close`). One task uses a file at a time: a call while another task waits
+-- for the file raises `"file:read: the file is in use by another task"`. A closed file
+-- raises `"file:read: attempt to use a closed file"`. A file that is garbage-collected
+-- unclosed is flushed and closed in the background, with a warning through Lua's `warn`.
+-- `tostring(f)` gives `"rem.file (path): 0x..."`.
+-- @type file
+
+--- Reads according to the formats, as `file:read` of Lua's io: `"l"` a line without its
+-- newline (the default), `"L"` a line with it, `"n"` a number, `"a"` the rest of the file
+-- (`""` at the end), or a count `n` of bytes (`0` tests for the end: `""`, or nil there).
+-- Returns nil for a format that fails (the end of the file, or no numeral for `"n"`), and
+-- nothing after it. Suspends while bytes are read. Cancellable: the bytes read meanwhile
+-- stay buffered.
+-- @function file:read
+-- @param ... formats
+-- @return the values read, or nil
+-- @raise `EBADF` `"file:read: path: file not open for reading"`; `EIO`...; the
+-- cancellation
+-- @usage
+-- local f <close> = rem.fs.open("/proc/loadavg")
+-- local one, five = f:read("n", "n")
+
+--- Writes strings and numbers (as `io.write` formats them) into the buffer; suspends only
+-- when the buffer is flushed (64 KiB). A failure of that flush is raised here.
+-- @function file:write
+-- @param ... strings or numbers
+-- @treturn file the file
+-- @raise `EBADF` `"file:write: path: file not open for writing"`; `ENOSPC`...; the
+-- cancellation
+-- @usage f:write("x = ", 42, "\n")
+
+--- Returns an iterator reading with the formats (`"l"` by default) until a read returns
+-- nil. Unlike `io.lines(filename)`, the file stays open.
+-- @function file:lines
+-- @param ... formats, as for @{file:read}
+-- @treturn function the iterator
+-- @raise (the iterator) as @{file:read}; `"file:lines: file is already closed"`
+-- @usage for line in f:lines() do print(line) end
+
+--- Sets or gets the position, as `file:seek` of Lua's io; flushes buffered writes first.
+-- @function file:seek
+-- @tparam[opt="cur"] string whence `"set"`, `"cur"` or `"end"`
+-- @tparam[opt=0] integer offset added to the base
+-- @treturn integer the position, from the start of the file
+-- @raise `ESPIPE` for a file that cannot seek; `EINVAL` for a position before the start;
+-- the cancellation
+-- @usage local size = f:seek("end")
+
+--- Writes what is buffered; returns once it is written.
+-- @function file:flush
+-- @treturn file the file
+-- @raise `ENOSPC`, `EIO`...; the cancellation
+
+--- Flushes buffered writes and closes the file descriptor. The waits are not cancellable,
+-- and a failure is raised only once the descriptor is closed. Also the file's `__close`
+-- (which does nothing for a closed file).
+-- @function file:close
+-- @treturn boolean true
+-- @raise a failure of the flush or of close(2) (`ENOSPC`, `EIO`...)
+-- @usage
+-- local f = rem.fs.open("/tmp/out.txt", "w")
+-- f:write("done\n")
+-- f:close()

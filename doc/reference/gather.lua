@@ -1,0 +1,77 @@
+--- The exit pool (`gather_cm`): `rem.gather` enters many context managers at once and
+-- exits them at once.
+--
+-- It is written in C (runtime/pool.c, bindings/gather.c). A pool is entered by one task (the driver); each Lua member is entered and later exited
+-- by a helper task of its own, so the members' enters run concurrently, and so do their
+-- exits. The helper keeps what its member's enter gave until the pool is exited: **always
+-- exit a pool you entered** (`local _ <close>, ... = rem.enter(pool)`, `rem.with`, or
+-- `local p <close> = pool` after `pool:enter()`). A pool entered and never exited leaves
+-- its helpers waiting, which `rem.run` reports as a deadlock.
+-- @module rem.gather
+
+--- Makes an exit pool over the members, in argument order. Each member is a context
+-- manager, a closable, or an async constructor (a function called with no arguments: a cm
+-- it returns is entered, a closable is closed on exit, anything else is kept as is), as
+-- for `rem.enter`. Nothing is entered until the pool is.
+-- @function rem.gather
+-- @param ... the members (none is allowed: the pool then does nothing)
+-- @treturn ExitPool
+-- @raise a bad argument, such as
+-- `rem.gather: bad argument #2 (context manager, closable or function expected, got number)`
+-- @usage
+-- local t0 = rem.now()
+-- local _ <close>, a, b = rem.enter(rem.gather(
+--   function() return rem.tcp.connect("127.0.0.1", 8001) end,
+--   function() return rem.tcp.connect("127.0.0.1", 8002) end))
+-- print(rem.now() - t0)                         -- one connect's time, not two
+-- a:write("ping\n"); b:write("ping\n")          -- both are closed at once, at the end
+
+--- An exit pool, made by @{rem.gather}: a context manager and closable. `#pool` is the
+-- number of members; `tostring` gives
+-- `"rem.ExitPool (2 members, idle|entering|entered|exiting): 0x..."`.
+-- A pool can be entered again once it has been exited.
+-- @type ExitPool
+
+--- Enters every member concurrently, each in a helper task, and waits until all have
+-- entered. Every enter starts before any is waited for.
+--
+-- If an enter fails, the enters still in progress are cancelled (their own cleanup runs;
+-- they are not exited), the members that did enter are exited with the first failure, and
+-- an `rem.ErrorGroup` is raised: the enter failures in member order, then the failures of
+-- those exits. If the driver is cancelled while the members enter, the cancellation goes to
+-- the helpers, the driver waits (uncancellably) for that rollback, then raises the
+-- cancellation (or the `ErrorGroup`, if a member failed otherwise).
+-- @function ExitPool:enter
+-- @return one value per member, in member order: the first value its enter gave
+-- @raise an `rem.ErrorGroup`; the cancellation; `"pool:enter: the pool is already entered"`
+-- (or `"being entered"`, `"being exited"`);
+-- outside a task `"pool:enter: not inside a task (...)"`
+-- @usage
+-- local pool = rem.gather(open_a, open_b)
+-- local a, b = pool:enter()
+-- local ok, err = pcall(work, a, b)
+-- pool:exit(not ok and err or nil)            -- an exit failure would be raised here
+-- if not ok then error(err, 0) end
+
+--- Exits every member concurrently, each given the same error, and waits until all have
+-- exited. Exits run shielded and are never cancelled. Also the pool's `__close` (which does
+-- nothing for a pool whose enter failed, since nothing is entered then).
+-- @function ExitPool:exit
+-- @param[opt] err the error in flight (nil or false: none)
+-- @treturn boolean true only if an error came in and every member suppressed it
+-- @raise an `rem.ErrorGroup` of the members' exit failures, in member order, with `err` as
+-- its `context`; `"pool:exit: the pool is not entered"` (or `"being entered"`...)
+
+--- A new, unentered pool over the same members, each context manager among them replaced
+-- by its `recreate()` when it has that method (as a `rem.contextmanager` does).
+-- @function ExitPool:recreate
+-- @treturn ExitPool
+
+--- Returns a function that runs `fn(...)` inside a fresh pool (@{ExitPool:recreate}) on
+-- each call: the members are entered, `fn` runs, the members are exited.
+-- @function ExitPool:wrap
+-- @tparam function fn the function
+-- @treturn function
+-- @usage
+-- local with_both = rem.gather(cm_a, cm_b):wrap(function() return "both entered" end)
+-- print(with_both())

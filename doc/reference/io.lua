@@ -1,0 +1,219 @@
+--- Network I/O: `rem.tcp`, `rem.unix`, `rem.resolve`, and the `stream` and `server`
+-- types they make. (This page groups them; there is no `rem.io` table.)
+--
+-- Every function here suspends the calling task until its work is done, and is
+-- cancellable: a cancelled connect, lookup, read or wait undoes what it started and raises
+-- the cancellation. Failures raise an `rem.Error` whose `code` is libuv's error name
+-- (`"ECONNREFUSED"`, `"EADDRINUSE"`, `"ECONNRESET"`, `"EPIPE"`, `"EAI_NONAME"`...) and whose
+-- message names the function and the address:
+-- `"rem.tcp.connect: cannot connect to 127.0.0.1:1: connection refused"`. The end of a
+-- stream is not an error.
+--
+-- Streams and servers are closable: `local s <close> = rem.tcp.connect(...)`. Closing frees
+-- the libuv handle and waits until it is gone. One that is garbage-collected unclosed is
+-- closed then, with a warning through Lua's `warn` (`lua -W` or `warn("@on")` shows it).
+--
+-- Writing to a connection the peer closed raises `EPIPE` instead of killing the process:
+-- loading rem sets SIGPIPE to be ignored, unless a handler of the host's is installed.
+-- @module rem.io
+
+--- TCP over IPv4 and IPv6.
+-- @table rem.tcp
+
+--- Connects to `host`:`port` and returns the connected @{stream}. `host` is an IPv4 or
+-- IPv6 address, or a name resolved with getaddrinfo (libuv's thread pool); each address is
+-- tried in turn until one accepts. A failed or interrupted attempt leaves nothing open.
+-- @function rem.tcp.connect
+-- @tparam string host a host name or address
+-- @tparam integer port 1 to 65535
+-- @tparam[opt] table opts options
+-- @tparam[opt] number opts.timeout seconds for the lookup and the connection together
+-- (no limit by default)
+-- @tparam[opt=true] boolean opts.nodelay set TCP_NODELAY
+-- @treturn stream
+-- @raise `ECONNREFUSED` and the like (the last attempt's failure),
+-- `"rem.tcp.connect: cannot resolve 'name': ..."` (`EAI_NONAME`...), an error with
+-- `code = "ETIMEDOUT"` and `timeout = true` when `opts.timeout` runs out, the cancellation;
+-- a bad argument (`"port out of range"`, `"empty host name"`, `"bad option 'timeout'"`)
+-- @usage
+-- local conn <close> = rem.tcp.connect("127.0.0.1", 8080, { timeout = 2 })
+-- conn:write("GET / HTTP/1.0\r\n\r\n")
+-- print(conn:read("a"))
+
+--- Listens on `host`:`port` and returns the @{server}. Each connection runs
+-- `handler(stream)` in a task of its own; the stream is closed when the handler returns or
+-- fails (a failure of an earlier write is not raised then). A host name is resolved and
+-- its first address used; port 0 picks a free port (see @{server:address}). The server
+-- belongs to the task that called `listen`, as a task group does: see @{server}.
+-- @function rem.tcp.listen
+-- @tparam string host the address to bind, e.g. `"127.0.0.1"`, `"::"` or `"0.0.0.0"`
+-- @tparam integer port 0 to 65535
+-- @tparam function handler called as `handler(stream)` for each connection
+-- @tparam[opt] table opts options
+-- @tparam[opt=511] integer opts.backlog the listen backlog
+-- @tparam[opt] integer opts.max_connections at most this many connections at a time: the
+-- next one waits, unaccepted, until one closes (the kernel's backlog fills meanwhile)
+-- @tparam[opt=true] boolean opts.nodelay set TCP_NODELAY on the connections
+-- @treturn server
+-- @raise `"rem.tcp.listen: cannot listen on 127.0.0.1:80: ..."` (`EADDRINUSE`, `EACCES`...),
+-- a lookup failure, the cancellation; a bad argument
+-- @usage
+-- local srv <close> = rem.tcp.listen("127.0.0.1", 0, function(s)
+--   for line in s:lines() do s:write(line, "\n") end    -- echo
+-- end)
+-- print(srv:address())                          --> 127.0.0.1  40313
+
+--- Stream sockets over Unix-domain sockets (libuv's pipes): the same @{stream} and
+-- @{server} types as TCP.
+-- @table rem.unix
+
+--- Connects to the Unix socket at `path` and returns the connected @{stream}.
+-- @function rem.unix.connect
+-- @tparam string path the socket's path (shorter than 108 bytes)
+-- @treturn stream
+-- @raise `"rem.unix.connect: /path: no such file or directory"` (`ENOENT`),
+-- `ECONNREFUSED`, `ENAMETOOLONG`, the cancellation; a bad argument
+-- @usage local s <close> = rem.unix.connect("/tmp/app.sock")
+
+--- Listens on a Unix socket at `path` (which must not exist) and returns the @{server};
+-- each connection runs `handler(stream)` as for @{rem.tcp.listen}. The socket file is
+-- removed when the server stops.
+-- @function rem.unix.listen
+-- @tparam string path where to make the socket
+-- @tparam function handler called as `handler(stream)` for each connection
+-- @tparam[opt] table opts `backlog` (511) and `max_connections`, as for TCP
+-- @treturn server
+-- @raise `"rem.unix.listen: cannot listen on /path: address already in use"`
+-- (`EADDRINUSE`), `ENAMETOOLONG`, the cancellation; a bad argument
+-- @usage
+-- local srv <close> = rem.unix.listen("/tmp/app.sock", function(s) s:write("hi\n") end)
+
+--- Resolves a host name with getaddrinfo (in libuv's thread pool) and returns its
+-- addresses, as strings, without duplicates, in the order getaddrinfo gives them.
+-- @function rem.resolve
+-- @tparam string host a host name (or an address, returned as is)
+-- @treturn {string,...} the addresses, e.g. `{"127.0.0.1"}` or `{"::1", "127.0.0.1"}`
+-- @raise `"rem.resolve: cannot resolve 'nosuch.invalid': unknown node or service"`
+-- (`EAI_NONAME`, `EAI_AGAIN`...), the cancellation
+-- @usage for _, ip in ipairs(rem.resolve("localhost")) do print(ip) end
+
+--- A connection: TCP or Unix socket, or a process's pipe (`p.stdin`, `p.stdout`,
+-- `p.stderr`). Reads and writes follow Lua's io conventions.
+--
+-- Reading is buffered: a read is served from the buffer when it can be; otherwise the task
+-- waits, and the socket is read only while a task waits in `read` (so a peer sending faster
+-- than the script reads is slowed down). One task reads a stream at a time. Writes return
+-- as soon as the data is queued, unless more than 64 KiB are waiting to be written: then
+-- `write` waits until the queue drains. `tostring(s)` gives `"rem.stream (peer): 0x..."`.
+-- A closed stream raises `"stream:<method>: the stream is closed"`.
+-- @type stream
+
+--- Reads according to the formats, one value per format: `"l"` a line without its
+-- newline (the default), `"L"` a line with it, `"a"` everything until the end of the stream
+-- (`""` there), or a number `n`: `n` bytes (fewer only at the end of the stream; `0` gives
+-- `""` once data is available). Returns nil for a format that meets the end of the stream,
+-- and no values after it. A last line without a newline is returned as a line. Suspends
+-- until enough data has arrived; a cancelled read keeps what arrived for the next read.
+-- @function stream:read
+-- @param ... formats (`"l"`, `"L"`, `"a"`, or a count); `"*l"` is accepted too
+-- @treturn ?string the data, or nil at the end of the stream
+-- @raise an error that ended the stream (e.g. `ECONNRESET`), once the data that came
+-- before it has been read;
+-- `EBADF` `"stream:read: the stream was closed by another task while reading"`;
+-- `"stream:read: another task is already reading from this stream"`;
+-- `"stream:read: the stream is not readable (...)"`; the cancellation
+-- @usage
+-- local status = conn:read("l")
+-- local header, body = conn:read(4, "a")
+
+--- Returns an iterator that reads with the format (`"l"` by default) until the end of the
+-- stream. The stream stays open.
+-- @function stream:lines
+-- @param[opt] fmt one format, as for @{stream:read}
+-- @treturn function the iterator
+-- @raise (the iterator) as @{stream:read}
+-- @usage for line in conn:lines() do print(line) end
+
+--- Writes strings and numbers (numbers as `io.write` formats them). Returns once the data
+-- is queued, unless more than 64 KiB are queued: then it waits until the queue drains
+-- below that. A failure of a write that completed later is raised by the next `write`,
+-- `shutdown` or `close`. A write cancelled while it waited leaves the stream broken (what
+-- the peer received is unknown): later writes raise `EPIPE`, and `close` drops what is
+-- still queued.
+-- @function stream:write
+-- @param ... strings or numbers
+-- @treturn stream the stream
+-- @raise `EPIPE`, `ECONNRESET`...;
+-- `"stream:write: the stream was shut down for writing"`;
+-- `"stream:write: the stream is not writable (...)"`; the cancellation
+-- @usage conn:write("HELLO ", 42, "\n")
+
+--- Waits until the queued writes are written, then ends the writing side: the peer reads
+-- the end of the stream. Reading goes on. A second call does nothing. Cancellable (the
+-- shutdown itself still happens).
+-- @function stream:shutdown
+-- @raise a write or shutdown failure (`ENOTCONN`...); the cancellation
+-- @usage
+-- conn:write(request)
+-- conn:shutdown()                               -- the server sees the end of the request
+-- local reply = conn:read("a")
+
+--- Closes the stream: detaches it at once (any other call then says it is closed, and a
+-- task waiting in `read` or `shutdown` gets `EBADF`), waits up to 5 seconds for the queued
+-- writes to reach the peer, closes the handle and waits until libuv has released it. Also
+-- the stream's `__close`; idempotent. Called outside a task, or where the task cannot
+-- suspend, it closes at once and drops queued data. In a cancelled task (outside cleanup)
+-- it skips the flush, closes, then raises the cancellation.
+-- @function stream:close
+-- @raise the failure of an earlier write that nobody saw (e.g. `EPIPE`
+-- `"stream:close: 127.0.0.1:8080: an earlier write failed: broken pipe"`)
+
+--- Closes a TCP connection abortively: queued data is dropped and the peer gets
+-- `ECONNRESET` (an RST instead of an orderly end). Otherwise as @{stream:close}.
+-- @function stream:reset
+-- @raise `"stream:reset: only TCP connections can be reset (...)"`
+
+--- A listening socket whose connections each run the handler in a task of the server's
+-- own task group. Made by @{rem.tcp.listen} and @{rem.unix.listen}.
+--
+-- A server belongs to the task that opened it, as a group does: its group hangs below the
+-- scope where `listen` was called, so cancelling that task (a timeout around it, a failing
+-- sibling) cancels the handlers and stops accepting. A handler that fails cancels the whole
+-- server (it stops accepting and the other handlers are cancelled); @{server:close} raises
+-- the failures. Close it in that task, normally with `local srv <close> = ...`; a server
+-- still open when its task ends is stopped, with a warning. While it is open, `rem.run`
+-- waits for it as for any task. `tostring` gives
+-- `"rem.server (127.0.0.1:40313, listening, 2 connections): 0x..."`.
+-- @type server
+
+--- Stops accepting, cancels the handlers still running and waits for them (each
+-- connection is closed as its handler ends; one whose handler never ran is closed too),
+-- then raises an `rem.ErrorGroup` of the handlers' failures, if any. Also the server's
+-- `__close`; idempotent. Called from one of the server's own handlers, it stops the server
+-- without waiting (the owner's close still waits). Outside a task it only stops the server.
+-- The wait is not cancellable.
+-- @function server:close
+-- @raise an `rem.ErrorGroup` of the handlers' errors (cancellations are not failures)
+-- @usage
+-- local srv <close> = rem.tcp.listen("127.0.0.1", 0, handler)
+-- rem.sleep(60)                                 -- serve for a minute, then close
+
+--- Waits until the server stops accepting: closed by another task or by one of its
+-- handlers, its owner cancelled, or a handler failed. Returns at once if it has stopped.
+-- Cancellable.
+-- @function server:wait
+-- @raise the cancellation
+-- @usage
+-- local srv
+-- srv = rem.unix.listen(path, function(s)
+--   if s:read("l") == "quit" then srv:close() end
+-- end)
+-- local _ <close> = srv
+-- srv:wait()                                    -- until a client says "quit"
+
+--- The address the server listens on.
+-- @function server:address
+-- @treturn string the host (`"127.0.0.1"`, `"::1"`) or, for a Unix server, the path
+-- @treturn ?integer the port (TCP only)
+-- @raise `"server:address: the server is closed"`
+-- @usage local host, port = srv:address()

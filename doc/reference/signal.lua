@@ -1,0 +1,40 @@
+--- Signals: `rem.signal` and the `watcher` type.
+--
+-- A watcher runs a handler, in a task of its own, each time the process receives the
+-- signal. The handlers' tasks hang below the scope where the watcher was made, so
+-- cancelling that scope (a timeout, a group) cancels them too. A watcher alone does not keep
+-- `rem.run` going: a script that waits for signals waits on something else as well (a
+-- sleep, a server, `rem.timeout`). Deliveries that arrive close together may be merged into
+-- one, as with any signal.
+--
+-- The `rem` program already turns SIGINT and SIGTERM into a cancellation of the main task
+-- (exit status 130 or 143, after every `<close>` and exit has run).
+-- @module rem.signal
+
+--- Watches a signal: each delivery runs `fn(name)` in a new task. A handler that fails
+-- does not stop the watcher or the other handlers; its error is raised by
+-- @{watcher:close}.
+-- @function rem.signal
+-- @param name the signal: `"SIGUSR1"`, `"USR1"` or a number
+-- @tparam function fn the handler, called with the signal's name (`"SIGUSR1"`)
+-- @treturn watcher
+-- @raise `"rem.signal: bad argument #1 (unknown signal 'X')"`; a failure to watch it (an
+-- `rem.Error`: `EINVAL` for SIGKILL and SIGSTOP); outside a task
+-- `"rem.signal: not inside a task (...)"`
+-- @usage
+-- local reload <close> = rem.signal("HUP", function(name)
+--   print("got " .. name .. ", reloading")
+--   load_config()                               -- may suspend
+-- end)
+-- rem.sleep(3600)
+
+--- A signal watcher, made by @{rem.signal}; closable. `tostring(w)` gives
+-- `"rem.signal (SIGHUP): 0x..."`.
+-- @type watcher
+
+--- Stops the deliveries, cancels the handlers still running and waits for them, then
+-- raises an `rem.ErrorGroup` of the handlers that failed, if any. Also the watcher's
+-- `__close`; a second close does nothing. The wait is not cancellable.
+-- @function watcher:close
+-- @raise an `rem.ErrorGroup` of the handlers' errors; outside a task
+-- `"watcher:close: not inside a task (...)"`
