@@ -1,70 +1,102 @@
--- rem's main job, for now: tasks, a group, a timeout, and a cancelled task that unwinds
--- its <close> resources (each release suspends, and none is cut short).
--- Run with `make demo`, or `build/bin/rem examples/demo.lua`: the `rem` program runs the
--- script as the main task (with plain lua5.4, wrap the body in rem.run(function() ... end)).
+-- rem's main job (`make demo`): an echo server in this process, 1,000 connections opened at
+-- once with rem.gather, a message exchanged on each; then the same with one member failing
+-- on purpose: every other connection is still closed, the failure comes back as an
+-- ErrorGroup printed as a tree, and the open file descriptor count ends where it started.
+--
+-- Run it with `make demo`, or `build/bin/rem examples/demo.lua [connections]`: the rem
+-- program runs the script as the main task. Everything stays on 127.0.0.1.
 local rem = require "rem"
 
 local t0 = rem.now()
 local function say(fmt, ...)
-  print(string.format("[%5.0f ms] " .. fmt, (rem.now() - t0) * 1000, ...))
+  print(string.format("[%6.1f ms] " .. fmt, (rem.now() - t0) * 1000, ...))
 end
 
--- A pretend connection: opening and closing both take time, as real ones do.
-local function connect(name, latency)
-  rem.sleep(latency)
-  say("%s: connected", name)
-  return setmetatable({ name = name }, {
-    __close = function(self, err)
-      rem.sleep(0.02)  -- a graceful close suspends the task
-      say("%s: closed%s", self.name,
-          err and (rem.is_cancelled(err) and " (task cancelled)" or " (after an error)") or "")
-    end,
-  })
+-- Open descriptors of this process (Lua has no getpid: /proc/self/stat says it).
+local function pid()
+  local f <close> = assert(io.open("/proc/self/stat"))
+  return f:read("n")
+end
+local PID = pid()
+local function open_fds()
+  local p <close> = assert(io.popen("ls /proc/" .. PID .. "/fd"))
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  return n - 1  -- the pipe to ls itself
 end
 
+-- Each connection takes two descriptors here (client and server side): stay under the limit.
+local function fd_limit()
+  for line in io.lines("/proc/self/limits") do
+    local soft = line:match("^Max open files%s+(%d+)")
+    if soft then return tonumber(soft) end
+  end
+  return 1024
+end
+local N = math.min(tonumber(arg and arg[1]) or 1000, (fd_limit() - 64) // 2)
+
+-- The echo server: each connection's handler runs in a task of its own.
+local serving = 0
+local server <close> = rem.tcp.listen("127.0.0.1", 0, function(conn)
+  serving = serving + 1
+  for line in conn:lines() do conn:write(line, "\n") end
+  serving = serving - 1
+end, { backlog = 4096 })  -- room for every connection arriving at once
+local host, port = server:address()
+-- Counted once the server listens (libuv keeps one spare descriptor per loop from then on).
+local before = open_fds()
+say("echo server on %s:%d; %d descriptors open; %d connections to make", host, port,
+    before, N)
+
+local function wait_until_served()
+  for _ = 1, 500 do  -- the server's side ends when each client has closed
+    if serving == 0 then return end
+    rem.sleep(0.01)
+  end
+end
+
+-- 1. N connections entered at once; one message each way on every one, all at once; the
+--    pool closes every connection, concurrently, when the block ends.
+local connect = function() return rem.tcp.connect(host, port, { timeout = 5 }) end
+local members = {}
+for i = 1, N do members[i] = connect end
 do
-  say("1. tasks: spawn two, join both")
-  local a = rem.spawn(function() rem.sleep(0.03); return "a done" end)
-  local b = rem.spawn(function() rem.sleep(0.01); return "b done" end)
-  say("joined: %s, %s", a:join(), b:join())
-
-  say("2. a group: three workers; the group waits for all of them")
+  local entered = table.pack(rem.enter(rem.gather(table.unpack(members))))
+  local pool <close> = entered[1]
+  say("gather: %d connections open, %d descriptors", entered.n - 1, open_fds())
+  local echoed = 0
   rem.group(function(g)
-    for i = 1, 3 do
-      g:spawn(function()
-        local conn <close> = connect("worker" .. i, 0.01 * i)
-        rem.sleep(0.01)
-      end)
+    for i = 1, N do
+      g:spawn(function(conn)
+        conn:write("hello from ", i, "\n")
+        if conn:read("l") == "hello from " .. i then echoed = echoed + 1 end
+      end, entered[i + 1])
     end
   end)
-  say("group closed: every worker finished and released its connection")
-
-  say("3. a timeout: the body is cancelled, its resources released, then the error")
-  local ok, err = pcall(rem.timeout, 0.05, function()
-    local conn <close> = connect("slow-query", 0.01)
-    rem.sleep(10)  -- never finishes in time
-  end)
-  say("timeout raised: %s (is_timeout=%s)", tostring(err), tostring(rem.is_timeout(err)))
-
-  say("4. a cancelled task unwinds three resources, in reverse order")
-  local task = rem.spawn(function()
-    local db <close> = connect("db", 0.005)
-    local cache <close> = connect("cache", 0.005)
-    local queue <close> = connect("queue", 0.005)
-    rem.sleep(10)
-  end)
-  rem.sleep(0.05)
-  task:cancel()
-  local ok2, cancel_err = pcall(task.join, task)
-  say("task ended: ok=%s, cancelled=%s", tostring(ok2), tostring(rem.is_cancelled(cancel_err)))
-
-  say("5. a failing child cancels its siblings; the group raises every failure as a tree")
-  local ok3, group_err = pcall(rem.group, function(g)
-    g:spawn(function() local c <close> = connect("sibling", 0.001); rem.sleep(10) end)
-    g:spawn(function() rem.sleep(0.02); error(rem.Error("upstream refused", "ECONNREFUSED")) end)
-    rem.sleep(10)
-  end)
-  print(tostring(group_err))
-  local stats = require("rem.core").stats()
-  say("done: %d tasks alive besides this one, %d timers pending", stats.live - 1, stats.timers)
+  say("exchanged: %d of %d connections echoed their message", echoed, N)
 end
+wait_until_served()
+say("pool closed: %d connections still served, %d descriptors", serving, open_fds())
+
+-- 2. The same, with member 700 failing on purpose once it is connected: the members that
+--    entered are closed, those still connecting are cancelled, the body never runs, and
+--    the failure comes back as an ErrorGroup.
+local failing = math.min(700, N)
+members[failing] = function()
+  local conn <close> = rem.tcp.connect(host, port, { timeout = 5 })
+  rem.sleep(0.005)
+  error(rem.Error("member " .. failing .. " refuses on purpose", "EDEMO"))
+end
+local ok, err = pcall(rem.with, rem.gather(table.unpack(members)), function()
+  error("the body must not run")
+end)
+say("gather with a failing member: ok=%s", tostring(ok))
+print(tostring(err))
+wait_until_served()
+say("every other connection closed: %d still served", serving)
+
+local after = open_fds()
+say("%d descriptors open, %d at the start%s", after, before,
+    after == before and ": nothing leaked" or "  <-- LEAK")
+server:close()
+if after ~= before then error("descriptors leaked") end
