@@ -42,7 +42,7 @@ DEBIAN_PKGS := gcc make pkg-config git lua5.4 liblua5.4-dev libuv1-dev libcmocka
 
 .PHONY: all deps test ctest spec itest demo asan valgrind clean help install uninstall rock rock-install \
   bench bench-deps doc
-all: $(LIBREM) $(LIBREM_FULL) $(CORE_SO) $(REM_BIN) $(BUILD)/host
+all: $(LIBREM) $(LIBREM_FULL) $(CORE_SO) $(REM_BIN) $(BUILD)/host $(BUILD)/pool-stack
 
 help:
 	@echo "make deps   install the Debian packages that are missing (apt-get)"
@@ -108,6 +108,11 @@ $(BUILD)/host: examples/host/host.c $(LIBREM_FULL) bindings/remlua.h $(FLAGS_STA
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) $(UV_CFLAGS) -Iruntime -Ibindings $< $(LIBREM_FULL) \
 	  $(LDFLAGS) $(LUA_LIBS) $(UV_LIBS) -lm -o $@
+
+# The runtime alone from C, no Lua: an exit pool and an exit stack (examples/runtime).
+$(BUILD)/pool-stack: examples/runtime/pool_stack.c $(LIBREM) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(UV_CFLAGS) -Iruntime $< $(LIBREM) $(LDFLAGS) $(UV_LIBS) -o $@
 
 # Lua finds rem (lua/rem/init.lua) and rem.core (build/rem/core.so) in the tree.
 LUA_ENV := LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \

@@ -284,23 +284,29 @@ static int wrap_body(lua_State *co) {
   return rem__pcall(co, 0, 0, wrap_body_k);
 }
 
-static int l_wrap(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+/* Pushes a new coroutine (belonging to no task yet) whose body is the function on top,
+ * which it pops. */
+static lua_State *new_coroutine(lua_State *L) {
   lua_State *co = lua_newthread(L);
   rem__set_current(co, NULL);
+  lua_rotate(L, -2, 1);
+  lua_xmove(L, co, 1);
+  return co;
+}
+
+static int l_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushvalue(L, 1);
   lua_pushcclosure(L, wrap_body, 1);
-  lua_xmove(L, co, 1);
+  new_coroutine(L);
   lua_pushcclosure(L, l_wrap_call, 1);
   return 1;
 }
 
 static int l_create(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_State *co = lua_newthread(L);
-  rem__set_current(co, NULL);
   lua_pushvalue(L, 1);
-  lua_xmove(L, co, 1);
+  new_coroutine(L);
   return 1;
 }
 
