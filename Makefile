@@ -41,7 +41,7 @@ DEBIAN_PKGS := gcc make pkg-config git lua5.4 liblua5.4-dev libuv1-dev libcmocka
   luarocks valgrind redis-server
 
 .PHONY: all deps test ctest spec itest demo asan valgrind clean help install uninstall rock rock-install \
-  bench bench-deps doc
+  bench bench-deps doc stress fuzz soak
 all: $(LIBREM) $(LIBREM_FULL) $(CORE_SO) $(REM_BIN) $(BUILD)/host $(BUILD)/pool-stack
 
 help:
@@ -51,6 +51,9 @@ help:
 	@echo "make demo   run examples/demo.lua"
 	@echo "make asan   the whole test suite under ASan+UBSan"
 	@echo "make valgrind  the C tests and specs under valgrind"
+	@echo "make stress [SCENARIOS=N] [SEED=S]  more fault-injection scenarios (spec/faults.lua)"
+	@echo "make fuzz [SECONDS=N] [SEED=S]  the misuse fuzzer under ASan+UBSan (tools/fuzz.lua)"
+	@echo "make soak [SOAK_SECONDS=N]  load and soak: clients, resets, RSS and fds over time"
 	@echo "make doc    the API reference (ldoc) in doc/api/index.html"
 	@echo "make bench  W1-W4 against plain C, Lua+luv and asyncio (bench/, ~10 min)"
 	@echo "make install PREFIX=... / make uninstall / make itest"
@@ -161,7 +164,28 @@ asan: deps
 	@tools/run-all \
 	  "$(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' ctest" \
 	  "ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so):$$($(CC) -print-file-name=libubsan.so) \
-	   $(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' spec"
+	   $(MAKE) --no-print-directory BUILD=build-asan SANITIZE='$(ASAN_FLAGS)' OPT='-O1 -g' spec" \
+	  "tools/run-fuzz $(ASAN_FUZZ_SECONDS)"
+
+# A short run of the misuse fuzzer is part of make asan; make fuzz runs it longer.
+ASAN_FUZZ_SECONDS ?= 20
+SECONDS ?= 60
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE="$(ASAN_FLAGS)" OPT="-O1 -g" all
+	@tools/run-fuzz $(SECONDS) $(SEED)
+
+# stress: the fault-injection scenarios of spec/faults.lua (the spec runs 2,000 of them):
+# SCENARIOS of them from SEED (default: from the clock); a failure prints its seed and the
+# command that replays it.
+SCENARIOS ?= 20000
+stress: $(CORE_SO)
+	@$(LUA_ENV) $(LUA) tools/stress.lua $(SCENARIOS) $(SEED)
+
+# soak: clients connecting, exchanging, closing and resetting against a rem server for
+# SOAK_SECONDS; RSS and fds printed every second, no growth after the warm-up.
+SOAK_SECONDS ?= 60
+soak: all
+	@$(LUA_ENV) $(REM_BIN) tools/soak.lua $(SOAK_SECONDS)
 
 # make install PREFIX=... [DESTDIR=...]: the library and headers (with rem.pc for
 # pkg-config), the Lua modules, and the rem program.

@@ -209,8 +209,15 @@ static int yield_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L);
 }
 
-/* coroutine.yield(...): the standard one, but for a thrown error. */
+/* coroutine.yield(...): the standard one, but for a thrown error, and for a task's own
+ * function: there it raises at once, where the caller (a collection's or a pool's helper
+ * task, a pcall) can see it, instead of yielding to the scheduler, which could only end the
+ * task without its cleanup. */
 static int l_yield(lua_State *L) {
+  rem_ltask *t = rem__current(L);
+  if (t && L == t->T)
+    return luaL_error(L, "coroutine.yield: a task's own function cannot yield (only "
+                      "coroutines it creates can)");
   return lua_yieldk(L, lua_gettop(L), 0, yield_k);
 }
 

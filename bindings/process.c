@@ -442,7 +442,7 @@ static int p_gc(lua_State *L) {
 
 /* p.pid, p.stdin, p.stdout, p.stderr; the methods. */
 static int p_index(lua_State *L) {
-  rem_lproc *lp = lua_touserdata(L, 1);
+  rem_lproc *lp = luaL_checkudata(L, 1, REM_PROCESS_MT);  /* called by hand, it may be anything */
   const char *key = lua_tostring(L, 2);
   if (key && strcmp(key, "pid") == 0) {
     lua_pushinteger(L, lp->pid);

@@ -307,6 +307,19 @@ static int drive(rem_state *st) {
   return deadlock;
 }
 
+/* The tracebacks of the tasks still waiting (at most 16), where they wait: for the error
+ * of a deadlock that cancelling could not end. */
+static void push_stuck(lua_State *L, rem_state *st) {
+  lua_newtable(L);
+  int n = 0;
+  for (rem_list_t *node = st->tasks.next; node != &st->tasks && n < 16; node = node->next) {
+    rem_ltask *t = REM_CONTAINER_OF(node, rem_ltask, link);
+    lua_State *co = t->wait_L ? t->wait_L : t->T;
+    luaL_traceback(L, co, NULL, 0);
+    lua_rawseti(L, -2, ++n);
+  }
+}
+
 static int l_run(lua_State *L) {
   rem_state *st = rem__state(L);
   if (rem__current(L)) {
@@ -333,10 +346,12 @@ static int l_run(lua_State *L) {
       lua_pushnil(L);
     }
     int ctx = lua_gettop(L);
-    if (stuck)
+    if (stuck) {
       rem__push_error(L, "EDEADLK", "rem.run: deadlock: %d task(s) wait for something "
                       "that can never happen, even after being cancelled", stuck);
-    else
+      push_stuck(L, st);
+      lua_setfield(L, -2, "tasks");
+    } else
       rem__push_error(L, "EDEADLK", "rem.run: deadlock: every task was waiting and "
                       "nothing could wake them; they were cancelled");
     if (main->rt.state == REM_TASK_DONE && !main->ok) {

@@ -58,6 +58,9 @@ typedef struct connect_op {
   char addr[INET6_ADDRSTRLEN + 16];
 } connect_op;
 
+_Static_assert(sizeof ((rem_stream *)0)->name >= sizeof ((connect_op *)0)->addr,
+               "a stream's name holds a connect's address");
+
 /* Stack of connect: [host, port, opts, stream, op, lookup]. */
 enum { I_HOST = 1, I_STREAM = 4, I_OP = 5, I_DNS = 6 };
 enum { PH_DNS, PH_CONNECT, PH_FAILED, PH_ABORTED };
@@ -163,7 +166,7 @@ static int connect_k(lua_State *L, int status, lua_KContext phase) {
     }
     op_end(op);
     rem__stream_connected(s, op->nodelay);
-    snprintf(s->name, sizeof s->name, "%s", op->addr);
+    memcpy(s->name, op->addr, sizeof op->addr);  /* no snprintf on this path (dns.c) */
     if (!op->numeric) rem__dns_done(L, I_DNS);
     lua_settop(L, I_STREAM);
     return 1;

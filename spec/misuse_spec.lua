@@ -212,3 +212,54 @@ describe("extra arguments (found by tools/fuzz.lua)", function()
     assert.are.same({ "moved" }, log)
   end)
 end)
+
+describe("coroutine.yield in a task's own function (found by tools/fuzz.lua)", function()
+  after_each(H.assert_clean)
+
+  local function raw_yield() coroutine.yield("raw") end
+
+  it("raises where it is called, so a pcall around it catches it", function()
+    local ok, err = H.run(function() return pcall(raw_yield) end)
+    assert.is_false(ok)
+    assert.matches("a task's own function cannot yield", err, 1, true)
+  end)
+
+  it("a collection's child yielding in acquire fails the acquisition (it hung the collection)", function()
+    local M = rem.Manager:extend()
+    M.acquire_resources = raw_yield
+    local released = 0
+    function M:release_resources_on_error() released = released + 1 end
+    local err = H.run_error(function()
+      rem.timeout(5, rem.with, rem.Collection.new { M.new() }, function() end)
+    end)
+    assert.is_true(rem.is_error_group(err))
+    assert.matches("cannot yield", tostring(err.errors[1]), 1, true)
+    assert.are.equal(1, released)
+  end)
+
+  it("a collection's child yielding in release fails the release (it hung the collection)", function()
+    local M = rem.Manager:extend()
+    M.release_resources = raw_yield
+    local err = H.run_error(function()
+      rem.timeout(5, rem.with, rem.Collection.new { M.new() }, function() end)
+    end)
+    assert.is_true(rem.is_error_group(err))
+    assert.matches("cannot yield", tostring(err.errors[1]), 1, true)
+  end)
+end)
+
+describe("metamethods called by hand (found by tools/fuzz.lua)", function()
+  after_each(H.assert_clean)
+
+  it("a process's __index given another value raises (it read that value as a process)", function()
+    H.run(function()
+      local p <close> = rem.process.spawn { "true" }
+      local index = getmetatable(p).__index
+      assert.is_number(index(p, "pid"))
+      for _, v in ipairs { {}, io.stdout, "pid", 1 } do
+        local msg = H.error_of(index, v, "pid")
+        assert.matches("rem.process expected", msg, 1, true)
+      end
+    end)
+  end)
+end)

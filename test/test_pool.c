@@ -442,7 +442,9 @@ static void test_suppression_rule(void **state) {
 static void test_cancel_while_entering(void **state) {
   fx_t *fx = *state;
   members_t ms;
-  members_init(&ms, fx, 4, (mstep_t)LATER(200), (mstep_t)LATER(2));
+  /* b and d would enter only after an hour: however slow the machine, only the cancel ends
+   * them (200 ms made this flaky under load: one stall and they entered first). */
+  members_init(&ms, fx, 4, (mstep_t)LATER(3600000), (mstep_t)LATER(2));
   ms.t[0].enter = (mstep_t)NOW;
   ms.t[2].enter = (mstep_t)LATER(1);
   for (size_t i = 0; i < ms.n; i++) ms.t[i].cancel_payload = (intptr_t)(50 + i);

@@ -59,7 +59,7 @@ local safe_fns = {
 local strings = { "", "x", "l", "L", "a", "n", "*l", "*a", "%s%n", "\0", "a\0b", HUGE,
   "127.0.0.1", "localhost", "::1", "0.0.0.0", "SIGUSR1", "USR2", "r", "w+", "a+", "rb",
   "fuzz.txt", "fuzz.sock", "d", ".", "..", "set", "cur", "end", "pipe", "inherit", "ignore",
-  "closed", "acquired", "__close", "enter", "exit" }
+  "closed", "acquired", "__close", "enter", "exit", "pid", "stdin", "stdout", "stderr" }
 local numbers = { 0, 1, -1, 2, 3, 7, 10, 65535, 65536, 2 ^ 31, 2 ^ 53, math.maxinteger,
   math.mininteger, 0.5, -0.0, 1 / 0, -1 / 0, 0 / 0, 1e308, -1e308, 1e-308, 0.001, 0.0001 }
 
@@ -145,6 +145,8 @@ end
 
 -- The methods and metamethods of an object's metatable (and its __index chain).
 local kinds = {}      -- kind name -> { objects }
+local PROBE = { "wait", "kill", "close", "read", "write", "lines", "seek", "flush", "shutdown",
+  "reset", "address", "join", "cancel", "done", "spawn", "enter", "exit", "wrap" }
 local function kind_of(v)
   local mt = getmetatable(v)
   if type(mt) ~= "table" then return type(v) end
@@ -155,6 +157,8 @@ local function kind_of(v)
 end
 local function add_methods(v)
   local kind = kind_of(v)
+  -- Only rem's objects: io.stdout (a value in the pool) keeps Lua's own methods to itself.
+  if kind:sub(1, 4) ~= "rem." and kind ~= "table with a metatable" then return end
   kinds[kind] = kinds[kind] or {}
   table.insert(kinds[kind], v)
   local mt = getmetatable(v)
@@ -169,6 +173,12 @@ local function add_methods(v)
       end
     end
     local idx = rawget(mt, "__index")
+    if type(idx) == "function" then  -- methods behind a function: look up the usual names
+      for _, k in ipairs(PROBE) do
+        local ok, f = pcall(function() return v[k] end)
+        if ok and type(f) == "function" then add_target(kind .. ":" .. k, f, kind) end
+      end
+    end
     if type(idx) == "table" then
       for k, f in pairs(idx) do
         if type(f) == "function" then add_target(kind .. ":" .. tostring(k), f, kind) end
@@ -196,8 +206,15 @@ local function fixtures()
   local cancelled = rem.spawn(rem.sleep, 10); rem.checkpoint(); cancelled:cancel()
   pcall(cancelled.join, cancelled); keep(cancelled)
   keep(rem.spawn(rem.sleep, 0.05))
-  -- groups
-  local g = keep(rem.group()); hold[#hold + 1] = g
+  -- groups: the open one belongs to a task of its own (g:cancel() cancels its owner's body,
+  -- which must not be the fuzzer's main task)
+  local group_owner = rem.spawn(function()
+    local g <close> = keep(rem.group())
+    hold.group = g
+    rem.sleep(ROUND_SECONDS * 4)
+  end)
+  hold[#hold + 1] = group_owner
+  while not hold.group and not group_owner:done() do rem.checkpoint() end
   local g2 = rem.group(); g2:close(); keep(g2)
   -- exit stacks and cms
   keep(rem.ExitStack())
@@ -321,6 +338,7 @@ end
 -- One call inside the loop, in a task of its own, bounded by rem.timeout.
 local TRACE = os.getenv("FUZZ_TRACE") == "1"
 local current_co, current_task, main_co  -- for the watchdog's report
+local calls_of = setmetatable({}, { __mode = "k" })  -- call task -> the call it makes
 
 local function call_in_task(target)
   local a = args_for(target)
@@ -331,6 +349,7 @@ local function call_in_task(target)
     return pack(pcall(rem.timeout, CALL_TIMEOUT, target.fn, unpack(a, 1, a.n)))
   end)
   current_task = t
+  calls_of[t] = last
   local live = core.stats().live
   local jok, res = pcall(t.join, t)
   if TRACE and core.stats().live > live - 1 then
@@ -417,9 +436,12 @@ while os.time() < deadline do
     -- A round is a number of calls, not a time, so that a seed replays the same calls.
     for _ = 1, ROUND_CALLS do
       local cok, cerr = pcall(call_in_task, targets[random(#targets)])
-      if not cok then  -- the fuzzer's own fault (or its task was cancelled): say so
+      if not cok then  -- the fuzzer's own fault: say so
         print("fuzz: the fuzzer's main task got an error: " .. tostring(cerr):sub(1, 300))
-        if rem.is_cancelled(cerr) then break end
+      end
+      if core.cancelled() then  -- a call reached the fuzzer's own task: end the round
+        print("fuzz: the fuzzer's main task was cancelled by " .. last)
+        break
       end
     end
     last = "ending the round"
@@ -430,6 +452,12 @@ while os.time() < deadline do
   end)
   if not ok then
     print("fuzz: a round ended with an error (not a failure): " .. tostring(err):sub(1, 300))
+    for t, desc in pairs(calls_of) do
+      if not t:done() then print("  a call that has not ended: " .. desc) end
+    end
+    if type(err) == "table" and type(err.tasks) == "table" then
+      for _, tb in ipairs(err.tasks) do print("  stuck: " .. tb:gsub("\n", "\n    ")) end
+    end
   end
   -- Outside any task.
   for _ = 1, 200 do call_outside(targets[random(#targets)]) end
@@ -451,6 +479,12 @@ print(("fuzz: %d calls (%d in tasks, %d outside any task; %d returned, %d raised
   .. "functions and methods, %d rounds, seed %d; left on the loop: %d task(s), %d handle(s)")
   :format(stats.calls, stats.calls - stats.outside, stats.outside, stats.returned, stats.errors,
     #targets, rounds, SEED, s.live, s.active_handles))
+if os.getenv("FUZZ_LIST") == "1" then
+  local list = {}
+  for _, t in ipairs(targets) do list[#list + 1] = t.name .. "=" .. (stats.by_target[t.name] or 0) end
+  table.sort(list)
+  print("fuzz: targets: " .. table.concat(list, " "))
+end
 if untouched > 0 then
   print(("fuzz: %d never called: %s"):format(untouched, table.concat(names, ", ")))
 end
