@@ -38,9 +38,15 @@ int rem__cm_kind(lua_State *L, int idx, int flags) {
     lua_pop(L, 1);
     indexable = 1;
   }
-  if (indexable && has_method(L, idx, "exit") &&
-      ((flags & REM_CM_EXIT_ONLY) || has_method(L, idx, "enter")))
-    return REM_CM_CM;
+  if (indexable && has_method(L, idx, "exit")) {
+    if (flags & REM_CM_EXIT_ONLY) return REM_CM_CM;
+    lua_getfield(L, idx, "enter");
+    if (callable(L, -1)) {
+      if (!(flags & REM_CM_KEEP_ENTER)) lua_pop(L, 1);
+      return REM_CM_CM;
+    }
+    lua_pop(L, 1);
+  }
   if (luaL_getmetafield(L, idx, "__close") != LUA_TNIL) {
     lua_pop(L, 1);
     return REM_CM_CLOSABLE;

@@ -35,7 +35,16 @@ enum { MODE_CLOSE,   /* stack:close(): raises what is left in flight */
 enum { S_STACK = 1, S_ERR = 2, S_IN = 3, S_BASE = 3, S_FN = 6 };
 /* [stack, error in flight, error that came in, boundary, handler, exit fn, args...] */
 
+/* Performance: the methods carry the metatable as upvalue 1 (rem__open_exitstack), so the
+ * common check is one metatable comparison, not luaL_checkudata's registry lookup by name;
+ * anything else goes to luaL_checkudata, which raises the usual message. */
 static rem_lstack *check_stack(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok) return p;
+  }
   return luaL_checkudata(L, idx, REM_EXITSTACK_MT);
 }
 
@@ -140,17 +149,19 @@ static int entered_k(lua_State *L, int status, lua_KContext how) {
   return lua_gettop(L) - 3;
 }
 
-/* [stack, x]: enters x (of protocol kind `kind`) and records how to exit it. */
+/* [stack, x] (and for a cm, the `enter` its check found: [stack, x, enter]): enters x (of
+ * protocol kind `kind`) and records how to exit it. */
 static int enter_into(lua_State *L, rem_lstack *s, int kind, int how) {
   const char *fname = how == ENTER_GUARD ? "rem.enter" : "stack:enter_context";
   /* Room first, so that once entered, the exit can always be recorded. */
   reserve(L, s, fname);
   if (kind == REM_CM_CM) {
-    /* Performance: a cm is entered here, as rem__cm_enter would, without checking it again
-     * or calling through it: [stack, x, kind, x, what x:enter() returns...]. */
+    /* Performance: a cm is entered here, as rem__cm_enter would, without checking it again,
+     * looking `enter` up again or calling through it:
+     * [stack, x, kind, x, enter, x] -> [stack, x, kind, x, what x:enter() returns...]. */
     lua_pushinteger(L, REM_CM_CM);
     lua_pushvalue(L, 2);
-    lua_getfield(L, 2, "enter");
+    lua_rotate(L, 3, 2);
     lua_pushvalue(L, 2);
     lua_callk(L, 1, LUA_MULTRET, how, entered_k);
     return entered_k(L, LUA_OK, how);
@@ -161,20 +172,31 @@ static int enter_into(lua_State *L, rem_lstack *s, int kind, int how) {
   return entered_k(L, LUA_OK, how);
 }
 
+/* After the check (before dropping extra arguments, so a missing value is reported as
+ * such): keeps the value at `at` and, for a cm, the `enter` the check left on top, above it. */
+static void keep_enter(lua_State *L, int at, int kind) {
+  if (kind == REM_CM_CM) {
+    lua_copy(L, -1, at + 1);
+    lua_settop(L, at + 1);
+  } else {
+    lua_settop(L, at);
+  }
+}
+
 /* stack:enter_context(cm_or_fn) -> what entering gave. */
 static int s_enter_context(lua_State *L) {
   rem_lstack *s = check_stack(L, 1);
-  int kind = rem__cm_check(L, 2, 1, "stack:enter_context", 0);
-  lua_settop(L, 2);
+  int kind = rem__cm_check(L, 2, 1, "stack:enter_context", REM_CM_KEEP_ENTER);
+  keep_enter(L, 2, kind);
   return enter_into(L, s, kind, ENTER_CONTEXT);
 }
 
 /* rem.enter(cm_or_fn) -> guard, values...: the guard is an exit stack holding the one exit. */
 static int l_enter(lua_State *L) {
-  int kind = rem__cm_check(L, 1, 1, "rem.enter", 0);
-  lua_settop(L, 1);
+  int kind = rem__cm_check(L, 1, 1, "rem.enter", REM_CM_KEEP_ENTER);
+  keep_enter(L, 1, kind);
   rem_lstack *s = new_stack(L);
-  lua_insert(L, 1);
+  lua_insert(L, 1);  /* [stack, x] or [stack, x, enter] */
   return enter_into(L, s, kind, ENTER_GUARD);
 }
 
@@ -268,8 +290,12 @@ static int unwind_loop(lua_State *L, int mode) {
     if (!rem_exitstack_next(&s->xs, &exit)) break;
     int kind = (int)(intptr_t)exit.data;
     lua_Integer i = (lua_Integer)s->xs.len + 1;  /* the entry just popped */
-    lua_pushnil(L);  /* boundary and handler slots */
-    lua_pushnil(L);
+    /* Performance: rem__cleanup_pcallk inlined, its boundary and handler slots pushed in
+     * place rather than pushed as nil and replaced. The boundary only moves once the call
+     * is set up, so an entry that cannot be called leaves it as it was. */
+    rem_ltask *t = rem__current(L);
+    lua_pushlightuserdata(L, t ? (void *)t->rt.unwind_boundary : NULL);
+    lua_pushcfunction(L, rem__unwind_handler);
     lua_getiuservalue(L, S_STACK, 1);
     lua_rawgeti(L, -1, i);
     lua_pushnil(L);
@@ -277,7 +303,8 @@ static int unwind_loop(lua_State *L, int mode) {
     lua_remove(L, -2);
     push_call(L, kind);
     lua_KContext ctx = (lua_KContext)mode | ((lua_KContext)kind << 2);
-    int status = rem__cleanup_pcallk(L, S_BASE, 1, ctx, unwind_k);
+    if (t) t->rt.unwind_boundary = t->rt.scope;  /* shielded: see rem__cleanup_pcallk */
+    int status = lua_pcallk(L, lua_gettop(L) - (S_BASE + 3), 1, S_BASE + 2, ctx, unwind_k);
     settle(L, s, kind, status);
   }
   return unwind_end(L, s, mode);
@@ -362,14 +389,17 @@ void rem__open_exitstack(lua_State *L, rem_state *st) {
     {"pop_all", s_pop_all}, {"close", s_close}, {"enter", s_enter}, {"exit", s_exit},
     {NULL, NULL}};
   luaL_newmetatable(L, REM_EXITSTACK_MT);
-  luaL_newlib(L, methods);
+  luaL_newlibtable(L, methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);              /* upvalue 1: the metatable (check_stack) */
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "exitstack_methods");  /* rem.contextlib adds wrap */
   lua_setfield(L, -2, "__index");
   static const luaL_Reg mms[] = {
     {"__close", s_mm_close}, {"__gc", s_gc}, {"__len", s_len}, {"__tostring", s_tostring},
     {NULL, NULL}};
-  luaL_setfuncs(L, mms, 0);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, mms, 1);
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {{"ExitStack", l_exitstack}, {"enter", l_enter}, {NULL, NULL}};
   rem__setfuncs(L, fns, st);

@@ -66,18 +66,23 @@ typedef struct lmgr {
 
 #define LMGR(m) REM_CONTAINER_OF(m, lmgr, coll.manager)
 
-static int drive(lua_State *L, int base);
+static int drive(lua_State *L, lmgr *lm, int base);
 
 /* ---- instances and their state -------------------------------------------------------- */
 
-/* The kind of the manager instance at `idx`, or -1 when it is not one. */
+/* The kind of the manager instance at `idx`, or -1 when it is not one. Performance: the
+ * marker is compared by length and memcmp (a constant-size compare gcc inlines), not
+ * strcmp: this runs on every fresh manager's first enter (W1, W2 of bench/). */
 static int kind_of(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return -1;
+  int kind = -1;
   lua_pushliteral(L, KIND_FIELD);
-  lua_rawget(L, -2);
-  const char *k = lua_tostring(L, -1);
-  int kind = !k ? -1 : strcmp(k, "manager") == 0 ? KIND_PLAIN
-             : strcmp(k, "collection") == 0 ? KIND_COLLECTION : -1;
+  if (lua_rawget(L, -2) == LUA_TSTRING) {
+    size_t len = 0;
+    const char *k = lua_tolstring(L, -1, &len);
+    kind = len == 7 && memcmp(k, "manager", 7) == 0 ? KIND_PLAIN
+           : len == 10 && memcmp(k, "collection", 10) == 0 ? KIND_COLLECTION : -1;
+  }
   lua_pop(L, 2);
   return kind;
 }
@@ -91,18 +96,22 @@ static void push_state(lua_State *L, lmgr *lm) {
 static const rem_manager_ops_t lm_ops;
 static const rem_collection_hooks_t lm_hooks;
 
-/* Pushes registry[key]. Performance: the methods of this file carry the instances and
- * the idle-states tables as upvalues 2 and 3 (see new_class), a registry lookup costing
- * several times more; code running outside a method (a collection's helper task) has no
- * table there and uses the registry. */
-static void push_table(lua_State *L, const void *key, int upvalue) {
-  if (lua_type(L, lua_upvalueindex(upvalue)) == LUA_TTABLE)
-    lua_pushvalue(L, lua_upvalueindex(upvalue));
-  else
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+/* The index of registry[key]. Performance: the methods of this file carry the instances
+ * and the idle-states tables as upvalues 2 and 3 (see new_class), used in place through
+ * their pseudo-index (no push, no pop); code running outside a method (a collection's helper
+ * task) has no table there and pushes the registry's: then the index is positive and the
+ * caller pops it (drop_table). */
+static int table_index(lua_State *L, const void *key, int upvalue) {
+  if (lua_type(L, lua_upvalueindex(upvalue)) == LUA_TTABLE) return lua_upvalueindex(upvalue);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+  return lua_gettop(L);
 }
-#define push_instances(L) push_table(L, &instances_key, 2)
-#define push_free(L) push_table(L, &free_key, 3)
+#define instances_index(L) table_index(L, &instances_key, 2)
+#define free_index(L) table_index(L, &free_key, 3)
+/* Removes a table table_index pushed (nothing for an upvalue). */
+static void drop_table(lua_State *L, int t) {
+  if (t > 0) lua_remove(L, t);
+}
 
 /* A fresh state in the safe idle state, its uservalues empty. */
 static void init_lmgr(lmgr *lm, rem_state *st, int kind) {
@@ -128,31 +137,29 @@ static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE) return NULL;
   /* A value with a state is a manager: the marker is looked up only for a new one. */
-  push_instances(L);
+  int inst = instances_index(L);
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-    lua_remove(L, -2);
+  if (lua_rawget(L, inst) == LUA_TUSERDATA) {
+    drop_table(L, inst);
     return lua_touserdata(L, -1);
   }
   lua_pop(L, 1);
   int kind = kind_of(L, idx);
   if (kind < 0) {
-    lua_pop(L, 1);
+    drop_table(L, inst);
     return NULL;
   }
   lmgr *lm = NULL;
   if (kind == KIND_PLAIN) {
-    push_free(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    int fr = free_index(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, fr);
     if (n > 0) {
-      lua_rawgeti(L, -1, n);
-      lua_pushnil(L);
-      lua_rawseti(L, -3, n);
-      lua_remove(L, -2);
+      lua_rawgeti(L, fr, n);
       lm = lua_touserdata(L, -1);  /* idle, reset by recycle_lmgr */
-    } else {
-      lua_pop(L, 1);
+      lua_pushnil(L);
+      lua_rawseti(L, fr, n);
     }
+    if (fr > 0) lua_remove(L, fr);
   }
   if (!lm) {
     lm = lua_newuserdatauv(L, sizeof *lm, UV_COUNT);
@@ -167,8 +174,8 @@ static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
   lua_setiuservalue(L, -2, UV_INSTANCE);
   lua_pushvalue(L, idx);
   lua_pushvalue(L, -2);
-  lua_rawset(L, -4);                     /* instances[instance] = state */
-  lua_remove(L, -2);
+  lua_rawset(L, inst);                   /* instances[instance] = state */
+  drop_table(L, inst);
   return lm;
 }
 
@@ -176,14 +183,41 @@ static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
 static lmgr *find_lmgr(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (kind_of(L, idx) < 0) return NULL;
-  push_instances(L);
+  int inst = instances_index(L);
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-    lua_remove(L, -2);
+  if (lua_rawget(L, inst) == LUA_TUSERDATA) {
+    drop_table(L, inst);
     return lua_touserdata(L, -1);
   }
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  drop_table(L, inst);
   return NULL;
+}
+
+/* The fields of an idle plain manager's state that an operation may have left set, back to
+ * what init_lmgr gives (recycle_lmgr). Performance: not the memset and runtime re-init of the
+ * whole state (about 650 bytes): a plain manager never uses the collection part, its scopes
+ * are initialised when pushed (shield_on, children_on are 0 here), and recycle_lmgr's
+ * conditions already hold driver, held, err_ref, the state and the payloads at their
+ * initial values. */
+static void reset_plain(lmgr *lm) {
+  rem_manager_t *m = &lm->coll.manager;
+  m->cb = NULL;
+  m->cb_arg = NULL;
+  m->error = 0;
+  m->error_payload = 0;
+  m->acquire_status = m->release_status = 0;
+  m->attempts = m->releases = 0;
+  m->data = NULL;
+  lm->worker = lm->started = lm->cancel_requested = lm->waiting = 0;
+  lm->step = STEP_NONE;
+  lm->err = 0;
+  lm->err_payload = 0;
+  lm->finished = 0;
+  lm->attempted = 0;
+  lm->caller = CALLER_WORKER;
+  lm->method = NULL;
+  lm->parent_scope = NULL;
 }
 
 /* Gives the idle state of a plain manager (at `base`) back for reuse: its instance forgets
@@ -193,23 +227,23 @@ static void recycle_lmgr(lua_State *L, lmgr *lm, int base) {
       lm->coll.manager.state != REM_MANAGER_IDLE || lm->err_ref != LUA_NOREF ||
       lm->coll.manager.acquire_payload || lm->coll.manager.release_payload)
     return;
-  push_free(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  int fr = free_index(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, fr);
   if (n >= FREE_MAX) {
-    lua_pop(L, 1);
+    drop_table(L, fr);
     return;
   }
-  push_instances(L);
+  int inst = instances_index(L);
   lua_getiuservalue(L, base, UV_INSTANCE);
   lua_pushnil(L);
-  lua_rawset(L, -3);                     /* instances[instance] = nil */
-  lua_pop(L, 1);
+  lua_rawset(L, inst);                   /* instances[instance] = nil */
+  drop_table(L, inst);
   lua_pushnil(L);  /* a plain manager's state uses no other user value */
   lua_setiuservalue(L, base, UV_INSTANCE);
-  init_lmgr(lm, lm->st, KIND_PLAIN);
+  reset_plain(lm);
   lua_pushvalue(L, base);
-  lua_rawseti(L, -2, n + 1);
-  lua_pop(L, 1);
+  lua_rawseti(L, fr, n + 1);
+  drop_table(L, fr);
 }
 
 /* The state of `self` (argument 1) of the method `method`, pushed; raises when self is not
@@ -379,7 +413,8 @@ static void report_failure(lua_State *L, lmgr *lm, const char *what, int chain) 
 }
 
 static int validate_children(lua_State *L, lmgr *lm, int base, int list);
-static int run_method(lua_State *L, int base, const char *name, int with_err, int k);
+static int run_method(lua_State *L, lmgr *lm, int base, const char *name, int with_err,
+                      int k);
 
 static int drive_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)(ctx >> 3);
@@ -425,21 +460,31 @@ static int drive_k(lua_State *L, int status, lua_KContext ctx) {
     lm->waiting = 0;
     break;
   }
-  return drive(L, base);
+  return drive(L, lm, base);
 }
 
 /* Calls the instance's method `name` (with the error in flight when `with_err`) under rem's
  * pcall, going on at drive_k. Stack from `base`: [state, boundary, handler, fn, self, err]. */
-static int run_method(lua_State *L, int base, const char *name, int with_err, int k) {
-  lmgr *lm = lua_touserdata(L, base);
-  lua_settop(L, base);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  lua_getiuservalue(L, base, UV_INSTANCE);
-  lua_getfield(L, -1, name);
-  lua_insert(L, -2);
+static int run_method(lua_State *L, lmgr *lm, int base, const char *name, int with_err,
+                      int k) {
+  /* drive left the stack at `base`. Performance: this is rem__pcall with the boundary and
+   * handler slots pushed in place (not pushed as nil, then replaced), and an inline caller's
+   * instance is its argument 1 (checked by check_self), not looked up in the state. */
+  rem_ltask *cur = rem__current(L);
+  lua_pushlightuserdata(L, cur ? (void *)cur->rt.unwind_boundary : NULL);
+  lua_pushcfunction(L, rem__unwind_handler);
+  if (!lm->worker) {
+    lua_getfield(L, 1, name);
+    lua_pushvalue(L, 1);
+  } else {
+    lua_getiuservalue(L, base, UV_INSTANCE);
+    lua_getfield(L, -1, name);
+    lua_insert(L, -2);
+  }
   if (with_err) rem__push_payload(L, lm->err, lm->err_payload);
-  return rem__pcall(L, base, CTX(base, k), drive_k);
+  lua_KContext ctx = CTX(base, k);
+  int status = lua_pcallk(L, lua_gettop(L) - (base + 3), LUA_MULTRET, base + 2, ctx, drive_k);
+  return drive_k(L, status, ctx);
 }
 
 /* Clears `held` on the children of the collection's last acquisition. */
@@ -466,8 +511,8 @@ static void release_children(lua_State *L, lmgr *lm, int base) {
 static int finish(lua_State *L, lmgr *lm, int base);
 
 /* Runs the steps the machine asks for until the operation is over. */
-static int drive(lua_State *L, int base) {
-  lmgr *lm = lua_touserdata(L, base);
+/* `lm` is the state at `base` (its callers have it at hand). */
+static int drive(lua_State *L, lmgr *lm, int base) {
   rem_ltask *t = lm->driver;
   for (;;) {
     lua_settop(L, base);
@@ -482,7 +527,7 @@ static int drive(lua_State *L, int base) {
         continue;
       }
       lm->attempted = 1;
-      return run_method(L, base, lm->kind == KIND_PLAIN ? "acquire_resources"
+      return run_method(L, lm, base, lm->kind == KIND_PLAIN ? "acquire_resources"
                         : "resource_managers", 0, lm->kind == KIND_PLAIN ? K_ACQUIRE
                         : K_MANAGERS);
     }
@@ -497,7 +542,7 @@ static int drive(lua_State *L, int base) {
         rem_manager_done(&lm->coll.manager, 0, 0);
         continue;
       }
-      return run_method(L, base, lm->err ? "release_resources_on_error"
+      return run_method(L, lm, base, lm->err ? "release_resources_on_error"
                         : "release_resources", lm->err != 0, K_RELEASE);
     }
     if (lm->finished) return finish(L, lm, base);
@@ -629,7 +674,7 @@ static int worker_main(lua_State *L) {
   lm->started = 1;
   if (lm->cancel_requested) rem_task_cancel(&w->rt);
   lua_settop(L, 1);
-  return drive(L, 1);
+  return drive(L, lm, 1);
 }
 
 /* ---- the methods: inline operations ----------------------------------------------------- */
@@ -664,7 +709,7 @@ static int do_acquire(lua_State *L, const char *method) {
   lua_settop(L, 2);
   begin_inline(lm, t, CALLER_ACQUIRE, method);
   rem_manager_acquire(&lm->coll.manager, NULL, NULL);
-  return drive(L, 2);
+  return drive(L, lm, 2);
 }
 
 /* enter() -> self: acquires the manager (a context manager's enter). */
@@ -707,7 +752,7 @@ static int do_release(lua_State *L, int caller, const char *method, int required
   }
   begin_inline(lm, t, caller, method);
   rem_manager_release(&lm->coll.manager, code, payload, NULL, NULL);
-  return drive(L, 3);
+  return drive(L, lm, 3);
 }
 
 /* release(): the normal release. */

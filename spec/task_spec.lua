@@ -128,6 +128,31 @@ describe("rem.run", function()
   end)
 end)
 
+describe("rem.run's deadlock that cancelling cannot end", function()
+  -- In a process of its own: the stuck tasks stay in their Lua state for good.
+  it("names where each stuck task waits (EDEADLK's tasks)", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      package.path, package.cpath = ]] .. ("%q, %q"):format(package.path, package.cpath) .. [[
+      local rem = require "rem"
+      local ok, err = pcall(rem.run, function()
+        local a, b
+        a = rem.spawn(function() rem.shield(function() rem.checkpoint(); b:join() end) end)
+        b = rem.spawn(function() rem.shield(function() rem.checkpoint(); a:join() end) end)
+      end)
+      print(err.code, #err.tasks, err.tasks[1]:find("join") ~= nil)
+      os.exit(0, false)
+    ]])
+    f:close()
+    local p = io.popen("lua5.4 " .. script .. " 2>&1")
+    local out = p:read("a")
+    p:close()  -- not left to the collector: later specs count descriptors
+    os.remove(script)
+    assert.are.equal("EDEADLK\t2\ttrue\n", out)
+  end)
+end)
+
 describe("rem.spawn and task:join", function()
   after_each(H.assert_clean)
 

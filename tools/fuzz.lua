@@ -17,14 +17,15 @@
 -- whose __index raises, cycles), functions (no-ops, raising, suspending, yielding), threads,
 -- the pooled objects of every type, io.stdout.
 --
--- Inside rem.run each call runs in a task of its own under rem.timeout (0.05 s), so a call
--- that blocks is cut short; calls outside any task are made too. A watchdog task ends the
+-- Rounds of 1,000 calls, each round one rem.run with fresh fixtures, then 200 calls outside
+-- any task. Inside rem.run each call runs in a task of its own under rem.timeout (0.05 s), so
+-- a call that blocks is cut short. A seed gives the same calls (timing aside). A watchdog task ends the
 -- run (status 3) when no call has finished for 10 s, naming the call; FUZZ_TRACE=1 prints
 -- every call to stderr before making it (to name the one that crashed). `__gc` is left out:
 -- it is the collector's hook, not a method (called by hand on a live object, rem's, like
 -- most C libraries', frees what is still in use). Paths are relative:
 -- run it in a scratch directory. Handlers for fatal signals are not installed (they would
--- hide a crash): rem.signal gets SIGUSR2 instead of those.
+-- hide a crash): rem.signal gets SIGUSR2 instead of those, and p:kill SIGTERM.
 local rem = require "rem"
 local core = require "rem.core"
 
@@ -40,6 +41,21 @@ local pack, unpack = table.pack, table.unpack
 
 print(("fuzz: %d s, seed %d"):format(SECONDS, SEED))
 io.stdout:flush()
+
+local function fd_count()
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("l"):match("^(%d+)")
+  f:close()
+  local listing = os.tmpname()
+  os.execute("ls /proc/" .. pid .. "/fd > " .. listing)
+  local n = 0
+  f = io.open(listing)
+  for _ in f:lines() do n = n + 1 end
+  f:close()
+  os.remove(listing)
+  return n
+end
+local fds_at_start = fd_count()
 
 ----------------------------------------------------------------------------------------
 -- Values
@@ -288,11 +304,15 @@ local function args_for(target)
       if a.n < 1 then a.n = 1 end
     end
   end
-  if target.fn == rem.signal or target.fn == core.signal then
-    local s = a[1]
-    if FATAL[s] or (type(s) == "number" and (FATAL_NUM[s] or s ~= s)) then a[1] = "SIGUSR2" end
-    if type(s) == "number" and s == s and math.type(s) == "float" and FATAL_NUM[math.floor(s)] then
-      a[1] = "SIGUSR2"
+  -- No handler for a fatal signal in the fuzzer; none sent to a child either (its ASan, which
+  -- it inherits with LD_PRELOAD, would report the signal as if rem had crashed).
+  local sig_at = (target.fn == rem.signal or target.fn == core.signal) and 1
+    or (target.name:match(":kill$") and 2)
+  if sig_at then
+    local s = a[sig_at]
+    if FATAL[s] or (type(s) == "number" and (s ~= s or FATAL_NUM[math.floor(s)] or
+        (s >= 0 and s < 65 and math.floor(s) ~= s))) then
+      a[sig_at] = sig_at == 1 and "SIGUSR2" or "SIGTERM"
     end
   end
   return a
@@ -476,9 +496,10 @@ for _, t in ipairs(targets) do
   if not stats.by_target[t.name] then untouched = untouched + 1; names[#names + 1] = t.name end
 end
 print(("fuzz: %d calls (%d in tasks, %d outside any task; %d returned, %d raised) to %d "
-  .. "functions and methods, %d rounds, seed %d; left on the loop: %d task(s), %d handle(s)")
+  .. "functions and methods, %d rounds, seed %d; left on the loop: %d task(s), %d handle(s); "
+  .. "fds %d at the start, %d at the end")
   :format(stats.calls, stats.calls - stats.outside, stats.outside, stats.returned, stats.errors,
-    #targets, rounds, SEED, s.live, s.active_handles))
+    #targets, rounds, SEED, s.live, s.active_handles, fds_at_start, fd_count()))
 if os.getenv("FUZZ_LIST") == "1" then
   local list = {}
   for _, t in ipairs(targets) do list[#list + 1] = t.name .. "=" .. (stats.by_target[t.name] or 0) end
