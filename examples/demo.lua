@@ -27,11 +27,8 @@ end
 
 -- Each connection takes two descriptors here (client and server side): stay under the limit.
 local function fd_limit()
-  for line in io.lines("/proc/self/limits") do
-    local soft = line:match("^Max open files%s+(%d+)")
-    if soft then return tonumber(soft) end
-  end
-  return 1024
+  local f <close> = assert(io.open("/proc/self/limits"))  -- closed now, not at GC
+  return tonumber(f:read("a"):match("\nMax open files%s+(%d+)")) or 1024
 end
 local N = math.min(tonumber(arg and arg[1]) or 1000, (fd_limit() - 64) // 2)
 
@@ -40,6 +37,7 @@ local serving = 0
 local server <close> = rem.tcp.listen("127.0.0.1", 0, function(conn)
   serving = serving + 1
   for line in conn:lines() do conn:write(line, "\n") end
+  conn:close()  -- the server would close it after the handler; here it is gone when counted
   serving = serving - 1
 end, { backlog = 4096 })  -- room for every connection arriving at once
 local host, port = server:address()
