@@ -123,18 +123,9 @@ local function make(w, depth, name)
   return Leaf.new(w, name)
 end
 
--- Every error reachable from `err` through groups and contexts.
-local function reachable(err, seen)
-  seen = seen or {}
-  if type(err) ~= "table" or seen[err] then return seen end
-  seen[err] = true
-  reachable(rawget(err, "context"), seen)
-  local list = rawget(err, "errors")
-  if type(list) == "table" then
-    for _, e in ipairs(list) do reachable(e, seen) end
-  end
-  return seen
-end
+-- Every error reachable from `err` through groups and contexts (shared with the fault
+-- injection generator).
+local reachable = require("spec.faults").reachable
 
 local function scenario(seed)
   local w = world(seed)

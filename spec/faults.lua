@@ -211,6 +211,7 @@ local function reachable(err, seen)
   end
   return seen
 end
+M.reachable = reachable
 
 local function carries_injected(err)
   for e in pairs(reachable(err)) do
