@@ -9,17 +9,8 @@ local H = require "spec.helper"
 local rem = H.rem
 local core = H.core
 
--- xorshift32: the same numbers on every platform, whatever math.random is.
-local function xorshift(seed)
-  local s = seed & 0xffffffff
-  if s == 0 then s = 0x9e3779b9 end
-  return function(n)
-    s = s ~ ((s << 13) & 0xffffffff)
-    s = s ~ (s >> 17)
-    s = s ~ ((s << 5) & 0xffffffff)
-    return s % n
-  end
-end
+-- The seeded generator of the fault-injection scenarios (xorshift32): same numbers anywhere.
+local xorshift = require("spec.faults").xorshift
 
 local Injected = { __tostring = function(e) return "injected " .. e.what .. " #" .. e.id end }
 

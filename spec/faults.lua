@@ -37,6 +37,7 @@ local function xorshift(seed)
     return s % n
   end
 end
+M.xorshift = xorshift
 
 ----------------------------------------------------------------------------------------
 -- Plans: the shape of a scenario, drawn from its seed before anything runs, so that a seed
