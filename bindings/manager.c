@@ -1,10 +1,13 @@
-/* rem.Manager and rem.Collection: Lua classes over runtime/manager.c and collection.c.
+/* rem.Manager and rem.Collection: Lua classes; collections over runtime/manager.c and
+ * collection.c.
  *
  * An instance is a plain Lua table of a class (the base classes are made here, and
- * lua/rem/manager.lua adds extend and new). Its state is a userdata found through a
- * weak-keyed registry table, made on first use, holding the runtime's state machine. Lua
- * methods (acquire_resources, ...) run as the machine's ops, in a task called the driver:
- *  - the task that calls enter/exit/acquire/release drives its manager inline: the method
+ * lua/rem/manager.lua adds extend). A plain manager's state is its metatable, and its
+ * operations run inline (manager_plain.c) — but while a collection holds it. A collection's
+ * state, and that of each manager it holds, is a userdata found through a weak-keyed
+ * registry table, made on first use, holding the runtime's state machine. Lua methods
+ * (acquire_resources, ...) run as the machine's ops, in a task called the driver:
+ *  - the task that calls a collection's enter/exit/acquire/release drives it inline: the method
  *    starts the operation, then runs the steps the machine asks for (acquire, release on
  *    error) in the same task, with continuations (it may suspend);
  *  - a collection's children are driven by a helper task each, spawned when the collection's
@@ -20,17 +23,24 @@
 
 #include "collection.h"
 #include "internal.h"
+#include "lmanager.h"
 #include "manager.h"
 
 #define REM_MANAGER_STATE_MT "rem.manager.state"
 /* Registry keys (their addresses): instance -> state userdata (weak keys); light(lmgr) ->
- * state userdata (weak values); the idle states kept for reuse (a list). */
-static const char instances_key = 0, states_key = 0, free_key = 0;
+ * state userdata (weak values). */
+static const char instances_key = 0, states_key = 0;
 #define KIND_FIELD "__rem_kind"                /* in a class: "manager" or "collection" */
 
-enum { KIND_PLAIN, KIND_COLLECTION };
+enum { KIND_PLAIN = REM_KIND_PLAIN, KIND_COLLECTION = REM_KIND_COLLECTION };
 enum { STEP_NONE, STEP_ACQUIRE, STEP_RELEASE };
-enum { CALLER_WORKER, CALLER_ACQUIRE, CALLER_RELEASE, CALLER_EXIT, CALLER_CLOSE };
+enum {
+  CALLER_WORKER,
+  CALLER_ACQUIRE,
+  CALLER_RELEASE = REM_CALLER_RELEASE,
+  CALLER_EXIT = REM_CALLER_EXIT,
+  CALLER_CLOSE = REM_CALLER_CLOSE
+};
 /* Continuations of the driver; the context packs the stack index of the state userdata. */
 enum { K_ACQUIRE = 1, K_RELEASE, K_MANAGERS, K_WAIT };
 #define CTX(base, k) ((lua_KContext)(base) << 3 | (k))
@@ -70,22 +80,7 @@ static int drive(lua_State *L, lmgr *lm, int base);
 
 /* ---- instances and their state -------------------------------------------------------- */
 
-/* The kind of the manager instance at `idx`, or -1 when it is not one. Performance: the
- * marker is compared by length and memcmp (a constant-size compare gcc inlines), not
- * strcmp: this runs on every fresh manager's first enter (W1, W2 of bench/). */
-static int kind_of(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return -1;
-  int kind = -1;
-  lua_pushliteral(L, KIND_FIELD);
-  if (lua_rawget(L, -2) == LUA_TSTRING) {
-    size_t len = 0;
-    const char *k = lua_tolstring(L, -1, &len);
-    kind = len == 7 && memcmp(k, "manager", 7) == 0 ? KIND_PLAIN
-           : len == 10 && memcmp(k, "collection", 10) == 0 ? KIND_COLLECTION : -1;
-  }
-  lua_pop(L, 2);
-  return kind;
-}
+#define kind_of rem__manager_kind
 
 static void push_state(lua_State *L, lmgr *lm) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
@@ -95,23 +90,6 @@ static void push_state(lua_State *L, lmgr *lm) {
 
 static const rem_manager_ops_t lm_ops;
 static const rem_collection_hooks_t lm_hooks;
-
-/* The index of registry[key]. Performance: the methods of this file carry the instances
- * and the idle-states tables as upvalues 2 and 3 (see new_class), used in place through
- * their pseudo-index (no push, no pop); code running outside a method (a collection's helper
- * task) has no table there and pushes the registry's: then the index is positive and the
- * caller pops it (drop_table). */
-static int table_index(lua_State *L, const void *key, int upvalue) {
-  if (lua_type(L, lua_upvalueindex(upvalue)) == LUA_TTABLE) return lua_upvalueindex(upvalue);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-  return lua_gettop(L);
-}
-#define instances_index(L) table_index(L, &instances_key, 2)
-#define free_index(L) table_index(L, &free_key, 3)
-/* Removes a table table_index pushed (nothing for an upvalue). */
-static void drop_table(lua_State *L, int t) {
-  if (t > 0) lua_remove(L, t);
-}
 
 /* A fresh state in the safe idle state, its uservalues empty. */
 static void init_lmgr(lmgr *lm, rem_state *st, int kind) {
@@ -124,126 +102,63 @@ static void init_lmgr(lmgr *lm, rem_state *st, int kind) {
   lm->err_ref = LUA_NOREF;
 }
 
-/* Performance: a plain manager's state is only needed while an operation runs or while it
- * is acquired, so `finish` gives an idle one back (recycle_lmgr) and the next manager reuses
- * it: entering a fresh manager costs no userdata, no finaliser and no growth of the weak
- * tables (W1, W2 of bench/). At most FREE_MAX idle states are kept: about 600 bytes each,
- * so at most about 600 KB after a burst of that many managers acquired at once. */
-#define FREE_MAX 1024
-
-/* Pushes the state of the manager instance at `idx`, made on first use (or taken from the
- * idle ones); returns NULL and pushes nothing when the value is not a manager. */
+/* Pushes the state of the manager instance at `idx`, made on first use; returns NULL and
+ * pushes nothing when the value is not a manager. (A plain manager has one only while a
+ * collection holds it: release_children drops it.) */
 static lmgr *push_lmgr(lua_State *L, rem_state *st, int idx) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE) return NULL;
-  /* A value with a state is a manager: the marker is looked up only for a new one. */
-  int inst = instances_index(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &instances_key);
+  int inst = lua_gettop(L);
   lua_pushvalue(L, idx);
   if (lua_rawget(L, inst) == LUA_TUSERDATA) {
-    drop_table(L, inst);
+    lua_remove(L, inst);
     return lua_touserdata(L, -1);
   }
   lua_pop(L, 1);
   int kind = kind_of(L, idx);
   if (kind < 0) {
-    drop_table(L, inst);
+    lua_pop(L, 1);
     return NULL;
   }
-  lmgr *lm = NULL;
-  if (kind == KIND_PLAIN) {
-    int fr = free_index(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, fr);
-    if (n > 0) {
-      lua_rawgeti(L, fr, n);
-      lm = lua_touserdata(L, -1);  /* idle, reset by recycle_lmgr */
-      lua_pushnil(L);
-      lua_rawseti(L, fr, n);
-    }
-    if (fr > 0) lua_remove(L, fr);
-  }
-  if (!lm) {
-    lm = lua_newuserdatauv(L, sizeof *lm, UV_COUNT);
-    init_lmgr(lm, st, kind);
-    luaL_setmetatable(L, REM_MANAGER_STATE_MT);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
-    lua_pushvalue(L, -2);
-    lua_rawsetp(L, -2, lm);                /* states[lm] = state */
-    lua_pop(L, 1);
-  }
+  lmgr *lm = lua_newuserdatauv(L, sizeof *lm, UV_COUNT);
+  init_lmgr(lm, st, kind);
+  luaL_setmetatable(L, REM_MANAGER_STATE_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, lm);                /* states[lm] = state */
+  lua_pop(L, 1);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, UV_INSTANCE);
   lua_pushvalue(L, idx);
   lua_pushvalue(L, -2);
   lua_rawset(L, inst);                   /* instances[instance] = state */
-  drop_table(L, inst);
+  lua_remove(L, inst);
   return lm;
+}
+
+/* Forgets the state of the instance at `idx` (a plain manager a collection let go). */
+static void drop_lmgr(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &instances_key);
+  lua_pushvalue(L, idx);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 /* The state of the instance at `idx` if it has one (pushed), else NULL (nothing pushed). */
 static lmgr *find_lmgr(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (kind_of(L, idx) < 0) return NULL;
-  int inst = instances_index(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &instances_key);
   lua_pushvalue(L, idx);
-  if (lua_rawget(L, inst) == LUA_TUSERDATA) {
-    drop_table(L, inst);
+  if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+    lua_remove(L, -2);
     return lua_touserdata(L, -1);
   }
-  lua_pop(L, 1);
-  drop_table(L, inst);
+  lua_pop(L, 2);
   return NULL;
-}
-
-/* The fields of an idle plain manager's state that an operation may have left set, back to
- * what init_lmgr gives (recycle_lmgr). Performance: not the memset and runtime re-init of the
- * whole state (about 650 bytes): a plain manager never uses the collection part, its scopes
- * are initialised when pushed (shield_on, children_on are 0 here), and recycle_lmgr's
- * conditions already hold driver, held, err_ref, the state and the payloads at their
- * initial values. */
-static void reset_plain(lmgr *lm) {
-  rem_manager_t *m = &lm->coll.manager;
-  m->cb = NULL;
-  m->cb_arg = NULL;
-  m->error = 0;
-  m->error_payload = 0;
-  m->acquire_status = m->release_status = 0;
-  m->attempts = m->releases = 0;
-  m->data = NULL;
-  lm->worker = lm->started = lm->cancel_requested = lm->waiting = 0;
-  lm->step = STEP_NONE;
-  lm->err = 0;
-  lm->err_payload = 0;
-  lm->finished = 0;
-  lm->attempted = 0;
-  lm->caller = CALLER_WORKER;
-  lm->method = NULL;
-  lm->parent_scope = NULL;
-}
-
-/* Gives the idle state of a plain manager (at `base`) back for reuse: its instance forgets
- * it. Only a state nothing else points to: not held by a collection, no operation. */
-static void recycle_lmgr(lua_State *L, lmgr *lm, int base) {
-  if (lm->kind != KIND_PLAIN || lm->held || lm->driver || lm->shield_on || lm->children_on ||
-      lm->coll.manager.state != REM_MANAGER_IDLE || lm->err_ref != LUA_NOREF ||
-      lm->coll.manager.acquire_payload || lm->coll.manager.release_payload)
-    return;
-  int fr = free_index(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, fr);
-  if (n >= FREE_MAX) {
-    drop_table(L, fr);
-    return;
-  }
-  int inst = instances_index(L);
-  lua_getiuservalue(L, base, UV_INSTANCE);
-  lua_pushnil(L);
-  lua_rawset(L, inst);                   /* instances[instance] = nil */
-  drop_table(L, inst);
-  lua_pushnil(L);  /* a plain manager's state uses no other user value */
-  lua_setiuservalue(L, base, UV_INSTANCE);
-  reset_plain(lm);
-  lua_pushvalue(L, base);
-  lua_rawseti(L, fr, n + 1);
-  drop_table(L, fr);
 }
 
 /* The state of `self` (argument 1) of the method `method`, pushed; raises when self is not
@@ -487,7 +402,7 @@ static int run_method(lua_State *L, lmgr *lm, int base, const char *name, int wi
   return drive_k(L, status, ctx);
 }
 
-/* Clears `held` on the children of the collection's last acquisition. */
+/* Lets the children of the collection's last acquisition go. */
 static void release_children(lua_State *L, lmgr *lm, int base) {
   lua_getiuservalue(L, base, UV_CHILDREN);
   if (lua_istable(L, -1)) {
@@ -499,6 +414,11 @@ static void release_children(lua_State *L, lmgr *lm, int base) {
         child->held = 0;
         child->parent_scope = NULL;
         lua_pop(L, 1);
+        if (child->kind == KIND_PLAIN) {
+          /* Free again: its state goes back to its metatable (manager_plain.c). */
+          rem__manager_set_role(L, -1, REM_ROLE_IDLE);
+          drop_lmgr(L, -1);
+        }
       }
       lua_pop(L, 1);
     }
@@ -584,7 +504,6 @@ static int finish(lua_State *L, lmgr *lm, int base) {
     rem__unref_payload(L, m->acquire_payload);
     rem__unref_payload(L, m->release_payload);
     m->acquire_payload = m->release_payload = 0;
-    recycle_lmgr(L, lm, base);
     return lua_error(L);
   }
   rem__unref_payload(L, lm->err_ref);
@@ -593,10 +512,8 @@ static int finish(lua_State *L, lmgr *lm, int base) {
     rem__push_payload(L, m->release_status, m->release_payload);
     rem__unref_payload(L, m->release_payload);
     m->release_payload = 0;
-    recycle_lmgr(L, lm, base);
     return lua_error(L);
   }
-  recycle_lmgr(L, lm, base);
   if (caller == CALLER_EXIT) {
     lua_pushboolean(L, 0);  /* a manager never suppresses */
     return 1;
@@ -624,9 +541,14 @@ static int validate_children(lua_State *L, lmgr *lm, int base, int list) {
   }
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, list, i);
-    lmgr *child = push_lmgr(L, lm->st, -1);
+    /* A plain manager in use keeps its state in its metatable (manager_plain.c). */
+    int role = rem__manager_role(L, -1);
+    int busy = role > REM_ROLE_IDLE && role != REM_ROLE_HELD;
+    lmgr *child = busy ? NULL : push_lmgr(L, lm->st, -1);
     const char *why = NULL;
-    if (!child)
+    if (busy)
+      why = rem__role_name(role);
+    else if (!child)
       why = "is not a rem.Manager";
     else if (lua_rawgetp(L, seen, child) != LUA_TNIL)
       why = "appears twice";
@@ -635,7 +557,7 @@ static int validate_children(lua_State *L, lmgr *lm, int base, int list) {
     else if (child->held || child->coll.manager.state != REM_MANAGER_IDLE)
       why = child->held ? "held by another rem.Collection" : state_name(child);
     if (why) {
-      if (!child)
+      if (!child && !busy)
         rem__push_error(L, "EINVAL", "%s:%s: resource_managers() item %d %s (got %s)",
                         lm->cls, lm->method, (int)i, why, luaL_typename(L, copy + 2));
       else
@@ -655,6 +577,11 @@ static int validate_children(lua_State *L, lmgr *lm, int base, int list) {
     lmgr *child = LMGR(kids[i]);
     child->held = 1;
     child->parent_scope = &lm->children;
+    if (child->kind == KIND_PLAIN) {
+      lua_rawgeti(L, copy, i + 1);
+      rem__manager_set_role(L, -1, REM_ROLE_HELD);
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 1);
   lua_setiuservalue(L, base, UV_CHILDREN);
@@ -677,7 +604,7 @@ static int worker_main(lua_State *L) {
   return drive(L, lm, 1);
 }
 
-/* ---- the methods: inline operations ----------------------------------------------------- */
+/* ---- a collection's operations: inline ------------------------------------------------- */
 
 static void begin_inline(lmgr *lm, rem_ltask *t, int caller, const char *method) {
   lm->driver = t;
@@ -697,7 +624,7 @@ static rem_ltask *need_task(lua_State *L, lmgr *lm, const char *method) {
   return t;
 }
 
-static int do_acquire(lua_State *L, const char *method) {
+int rem__collection_acquire(lua_State *L, const char *method) {
   lmgr *lm = check_self(L, method);
   if (lm->held)
     return luaL_error(L, "%s:%s: the manager is held by a rem.Collection", lm->cls, method);
@@ -712,19 +639,7 @@ static int do_acquire(lua_State *L, const char *method) {
   return drive(L, lm, 2);
 }
 
-/* enter() -> self: acquires the manager (a context manager's enter). */
-static int m_enter(lua_State *L) {
-  return do_acquire(L, "enter");
-}
-
-/* acquire() -> self. */
-static int m_acquire(lua_State *L) {
-  return do_acquire(L, "acquire");
-}
-
-/* Releases. The error in flight is argument 2 (nil or false: none) except for release(),
- * which takes none; `required`: release_on_error, which must be given one. */
-static int do_release(lua_State *L, int caller, const char *method, int required) {
+int rem__collection_release(lua_State *L, int caller, const char *method, int required) {
   lua_settop(L, 2);
   lmgr *lm = check_self(L, method);  /* the state at 3 */
   int has_err = caller != CALLER_RELEASE && lua_toboolean(L, 2);
@@ -753,26 +668,6 @@ static int do_release(lua_State *L, int caller, const char *method, int required
   begin_inline(lm, t, caller, method);
   rem_manager_release(&lm->coll.manager, code, payload, NULL, NULL);
   return drive(L, lm, 3);
-}
-
-/* release(): the normal release. */
-static int m_release(lua_State *L) {
-  return do_release(L, CALLER_RELEASE, "release", 0);
-}
-
-/* release_on_error(err): the release on the error path. */
-static int m_release_on_error(lua_State *L) {
-  return do_release(L, CALLER_RELEASE, "release_on_error", 1);
-}
-
-/* exit(err) -> false: releases, on the error path when err is set; never suppresses. */
-static int m_exit(lua_State *L) {
-  return do_release(L, CALLER_EXIT, "exit", 0);
-}
-
-/* __close(self, err): as exit. */
-static int m_close(lua_State *L) {
-  return do_release(L, CALLER_CLOSE, "__close", 0);
 }
 
 /* ---- wrap: the decorator -------------------------------------------------------------- */
@@ -852,7 +747,10 @@ static int wrapped_call(lua_State *L) {
 
 /* wrap(fn) -> function running fn(...) inside the manager (entered anew for each call). */
 static int m_wrap(lua_State *L) {
-  check_self(L, "wrap");
+  if (kind_of(L, 1) < 0) {
+    return luaL_error(L, "rem.Manager:wrap: bad self (a rem.Manager instance expected, got "
+                      "%s; call it with ':')", luaL_typename(L, 1));
+  }
   rem__check_function(L, 2, "rem.Manager:wrap");
   lua_settop(L, 2);
   lua_pushcclosure(L, wrapped_call, 2);
@@ -931,6 +829,11 @@ static int state_gc(lua_State *L) {
  * value that is not a manager. */
 static int l_manager_state(lua_State *L) {
   static const char *const names[] = {"idle", "acquiring", "acquired", "releasing"};
+  int role = rem__manager_role(L, 1);
+  if (role >= 0 && role != REM_ROLE_HELD) {  /* a plain manager on its own: its metatable */
+    lua_pushstring(L, names[role]);
+    return 1;
+  }
   lmgr *lm = find_lmgr(L, 1);
   if (!lm) {  /* no state (yet, or given back idle) */
     if (kind_of(L, 1) < 0) return 0;
@@ -967,10 +870,7 @@ static void weak_table(lua_State *L, const void *key, const char *mode) {
 static void new_class(lua_State *L, rem_state *st, const char *name, const char *kind,
                       const luaL_Reg *methods) {
   lua_newtable(L);
-  lua_pushlightuserdata(L, st);  /* upvalue 1, as rem__setfuncs gives */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &instances_key);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &free_key);
-  luaL_setfuncs(L, methods, 3);
+  rem__setfuncs(L, methods, st);
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "__index");
   lua_pushstring(L, name);
@@ -979,7 +879,8 @@ static void new_class(lua_State *L, rem_state *st, const char *name, const char 
   lua_setfield(L, -2, KIND_FIELD);
 }
 
-/* Adds Manager, Collection, manager_state and is_manager to the table on top. */
+/* Adds Manager, Collection, manager_state, is_manager and manager_constructor to the table
+ * on top. */
 void rem__open_manager(lua_State *L, rem_state *st) {
   luaL_newmetatable(L, REM_MANAGER_STATE_MT);
   lua_pushcfunction(L, state_gc);
@@ -987,18 +888,17 @@ void rem__open_manager(lua_State *L, rem_state *st) {
   lua_pop(L, 1);
   weak_table(L, &instances_key, "k");
   weak_table(L, &states_key, "v");
-  weak_table(L, &free_key, NULL);
 
   static const luaL_Reg manager[] = {
-    {"enter", m_enter}, {"exit", m_exit}, {"__close", m_close}, {"acquire", m_acquire},
-    {"release", m_release}, {"release_on_error", m_release_on_error}, {"wrap", m_wrap},
-    {"acquire_resources", m_nothing}, {"release_resources", m_nothing},
+    {"wrap", m_wrap}, {"acquire_resources", m_nothing}, {"release_resources", m_nothing},
     {"release_resources_on_error", m_release_resources_on_error}, {NULL, NULL}};
-  new_class(L, st, "rem.Manager", "manager", manager);
+  new_class(L, st, "rem.Manager", "manager", rem__manager_methods);
+  rem__setfuncs(L, manager, st);
   static const luaL_Reg collection[] = {
-    {"__close", m_close}, {"init", c_init}, {"resource_managers", c_resource_managers},
-    {NULL, NULL}};
+    {"init", c_init}, {"resource_managers", c_resource_managers}, {NULL, NULL}};
   new_class(L, st, "rem.Collection", "collection", collection);
+  lua_getfield(L, -2, "__close");   /* a metamethod: looked up raw, so copied */
+  lua_setfield(L, -2, "__close");
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, -3);
   lua_setfield(L, -2, "__index");
@@ -1007,6 +907,7 @@ void rem__open_manager(lua_State *L, rem_state *st) {
   lua_setfield(L, -2, "Manager");
 
   static const luaL_Reg fns[] = {
-    {"manager_state", l_manager_state}, {"is_manager", l_is_manager}, {NULL, NULL}};
+    {"manager_state", l_manager_state}, {"is_manager", l_is_manager},
+    {"manager_constructor", rem__manager_constructor}, {NULL, NULL}};
   rem__setfuncs(L, fns, st);
 }

@@ -1,7 +1,7 @@
--- Regression guard for a performance change in bindings/manager.c: a plain manager's state
--- is given back when the manager goes idle after an inline operation, and the next manager
--- reuses it. No manager may ever see another one's state: its own acquisition, its errors,
--- its place in a collection.
+-- Regression guard for the performance design of bindings/manager_plain.c: a plain
+-- manager's state is its metatable (its class when idle, a role table of the class shared by
+-- every instance otherwise). No manager may ever see another one's state: its own
+-- acquisition, its errors, its place in a collection.
 local H = require "spec.helper"
 local rem = H.rem
 local core = H.core
@@ -17,7 +17,7 @@ local function counting_class()
   return M
 end
 
-describe("a manager's state, reused once it is idle", function()
+describe("a manager's state, shared role tables", function()
   after_each(H.assert_clean)
 
   it("keeps each manager's own acquisition after another one went idle", function()
@@ -26,15 +26,15 @@ describe("a manager's state, reused once it is idle", function()
     H.run(function()
       local a = M.new("a", log)
       a:enter()
-      a:exit()                                   -- a's state is given back
+      a:exit()                                   -- a is idle again
       assert.are.equal("idle", core.manager_state(a))
-      local b <close> = M.new("b", log):enter()  -- b may take it over
+      local b <close> = M.new("b", log):enter()  -- b shares a's class and roles
       assert.are.equal("acquired", core.manager_state(b))
       assert.are.equal("idle", core.manager_state(a))
       assert.has_error(function() a:release() end,
         "rem.Manager:release: the manager is not acquired")
       assert.are.equal("acquired", core.manager_state(b))
-      a:acquire()                                -- a gets a state of its own again
+      a:acquire()                                -- a is acquired on its own
       assert.are.equal("acquired", core.manager_state(a))
       a:release()
     end)

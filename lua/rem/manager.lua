@@ -9,14 +9,8 @@ local Manager, Collection = core.Manager, core.Collection
 local pairs, setmetatable, type = pairs, setmetatable, type
 
 --- A constructor for `cls`: Class.new(...) makes an instance and calls its init(...),
--- when the class has one.
-local function constructor(cls)
-  return function(...)
-    local obj = setmetatable({}, cls)
-    if obj.init then obj:init(...) end
-    return obj
-  end
-end
+-- when the class has one (in C: bindings/manager_plain.c).
+local constructor = core.manager_constructor
 
 --- Parent:extend() -> a subclass. Instances find methods through `__index`; metamethods
 -- (`__close`) and rem's marker (`__rem_kind`) are looked up raw, so they are copied.
