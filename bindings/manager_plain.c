@@ -24,9 +24,23 @@
 
 #include "lmanager.h"
 
-/* Keys (their addresses): in a class, its role tables (a list indexed by role); in a role
- * table, its role and its class. */
-static const char roles_key = 0, role_key = 0, class_key = 0;
+/* In a class, under the key &roles_key (its address): its role tables, a list indexed by
+ * role. A role table keeps in its array part (performance: rawgeti on the array part is the
+ * cheapest lookup there is) a marker, its class and that list. The marker, a light userdata
+ * pointing into role_marks, tells a role table apart from a class whatever the class holds:
+ * Lua code cannot make one. */
+static const char roles_key = 0;
+static const char role_marks[REM_ROLE_COUNT];
+enum { R_MARK = 1, R_CLASS, R_ROLES };
+
+/* The role of the metatable at `mt` when it is a role table, else -1. Pushes nothing. */
+static int role_of_metatable(lua_State *L, int mt) {
+  lua_rawgeti(L, mt, R_MARK);
+  const char *mark = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (mark >= role_marks && mark < role_marks + REM_ROLE_COUNT) return (int)(mark - role_marks);
+  return -1;
+}
 
 #define KIND_FIELD "__rem_kind"  /* in a class: "manager" or "collection" */
 #define CLS "rem.Manager"
@@ -55,12 +69,9 @@ int rem__manager_kind(lua_State *L, int idx) {
 
 int rem__manager_role(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return -1;
-  int role = -1;
-  if (lua_rawgetp(L, -1, &role_key) == LUA_TNUMBER)
-    role = (int)lua_tointeger(L, -1);
-  else if (kind_of_metatable(L, -2) == REM_KIND_PLAIN)
-    role = REM_ROLE_IDLE;
-  lua_pop(L, 2);
+  int role = role_of_metatable(L, -1);
+  if (role < 0 && kind_of_metatable(L, -1) == REM_KIND_PLAIN) role = REM_ROLE_IDLE;
+  lua_pop(L, 1);
   return role;
 }
 
@@ -97,7 +108,7 @@ static void push_roles(lua_State *L, int cls) {
   lua_pop(L, 1);
   lua_createtable(L, REM_ROLE_COUNT - 1, 0);
   for (int role = REM_ROLE_ACQUIRING; role < REM_ROLE_COUNT; role++) {
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, R_ROLES, 8);
     copy_metamethods(L, cls);
     lua_pushliteral(L, "__metatable");
     if (lua_rawget(L, -2) == LUA_TNIL) {  /* a class may protect its metatable itself */
@@ -106,10 +117,12 @@ static void push_roles(lua_State *L, int cls) {
       lua_rawset(L, -4);
     }
     lua_pop(L, 1);
-    lua_pushinteger(L, role);
-    lua_rawsetp(L, -2, &role_key);
+    lua_pushlightuserdata(L, (void *)(role_marks + role));
+    lua_rawseti(L, -2, R_MARK);
     lua_pushvalue(L, cls);
-    lua_rawsetp(L, -2, &class_key);
+    lua_rawseti(L, -2, R_CLASS);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, R_ROLES);
     lua_rawseti(L, -2, role);
   }
   lua_pushvalue(L, -1);
@@ -119,10 +132,10 @@ static void push_roles(lua_State *L, int cls) {
 void rem__manager_set_role(lua_State *L, int idx, int role) {
   idx = lua_absindex(L, idx);
   lua_getmetatable(L, idx);
-  if (lua_rawgetp(L, -1, &class_key) == LUA_TTABLE)
+  if (role_of_metatable(L, -1) >= 0) {
+    lua_rawgeti(L, -1, R_CLASS);
     lua_replace(L, -2);  /* the class of a role table */
-  else
-    lua_pop(L, 1);
+  }
   if (role != REM_ROLE_IDLE) {
     push_roles(L, -1);
     lua_rawgeti(L, -1, role);
@@ -268,19 +281,18 @@ static int release_refused(lua_State *L, int caller, const char *method, int req
  * takes none; `required`: release_on_error, which must be given one. */
 static int release(lua_State *L, int caller, const char *method, int required) {
   lua_settop(L, 2);
-  if (!lua_getmetatable(L, 1) || lua_rawgetp(L, 3, &role_key) != LUA_TNUMBER ||
-      lua_tointeger(L, 4) != REM_ROLE_ACQUIRED)
+  if (!lua_getmetatable(L, 1) || (lua_rawgeti(L, 3, R_MARK),
+                                   lua_touserdata(L, 4) != role_marks + REM_ROLE_ACQUIRED))
     return release_refused(L, caller, method, required);
   if (required && lua_isnil(L, 2))
     return luaL_error(L, CLS ":%s: bad argument #1 (error expected, got nil)", method);
   int has_err = required || (caller != REM_CALLER_RELEASE && lua_toboolean(L, 2));
   need_task(L, method);
-  lua_rawgetp(L, 3, &class_key);
-  lua_rawgetp(L, 5, &roles_key);
-  lua_rawgeti(L, 6, REM_ROLE_RELEASING);
+  lua_rawgeti(L, 3, R_ROLES);
+  lua_rawgeti(L, -1, REM_ROLE_RELEASING);
   lua_setmetatable(L, 1);
-  lua_copy(L, 5, 3);
-  lua_settop(L, 5);
+  lua_rawgeti(L, 3, R_CLASS);
+  lua_replace(L, 3);                   /* [self, err, class, mark, roles]: 4 and 5 are free */
   lua_getfield(L, 1, has_err ? "release_resources_on_error" : "release_resources");
   lua_pushvalue(L, 1);
   if (has_err) lua_pushvalue(L, 2);
@@ -325,8 +337,7 @@ static int constructed(lua_State *L, int status, lua_KContext ctx) {
 /* Class.new(...): an instance (upvalue 1: the class), then instance:init(...) when the
  * class has an init. Performance: in C, the instance made with no hash part. */
 static int construct(lua_State *L) {
-  int nargs = lua_gettop(L);
-  luaL_checkstack(L, 3, NULL);
+  int nargs = lua_gettop(L);  /* the 3 slots used above the arguments: LUA_MINSTACK */
   lua_createtable(L, 0, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
