@@ -176,6 +176,13 @@ void rem__open_exitstack(lua_State *L, rem_state *st);
 
 /* task.c */
 rem_ltask *rem__task_new(lua_State *L, rem_state *st, int fidx, int nargs);
+/* A task whose coroutine runs `body` itself, with the `nargs` values from `first`, instead
+ * of a Lua function under task_main's pcall: one C frame less on a coroutine that stays
+ * suspended (gather's helpers, W4 of bench/). The body must catch its errors (a coroutine
+ * that dies by an error does not close its to-be-closed variables) and return the outcome:
+ * true and its results, or false and an error. */
+rem_ltask *rem__task_new_body(lua_State *L, rem_state *st, lua_CFunction body, int first,
+                              int nargs);
 void rem__report_unobserved(rem_state *st, lua_State *L);
 void rem__open_task(lua_State *L, rem_state *st);
 

@@ -115,7 +115,7 @@ static void task_run(rem_task_t *rt) {
   lua_State *T = t->T;
   int nargs = 0;
   if (t->nargs >= 0) {
-    nargs = t->nargs + 1;
+    nargs = t->nargs;
     t->nargs = -1;
     if (rem_task_cancelled(rt)) {  /* cancelled before it ran: the body never runs */
       lua_settop(T, 0);
@@ -151,14 +151,17 @@ static void task_run(rem_task_t *rt) {
   finish(t);
 }
 
-rem_ltask *rem__task_new(lua_State *L, rem_state *st, int fidx, int nargs) {
-  fidx = lua_absindex(L, fidx);
+/* The task's userdata (pushed) and coroutine, whose body is `body` called with the `nvals`
+ * values from `first` on L. */
+static rem_ltask *new_task(lua_State *L, rem_state *st, lua_CFunction body, int first,
+                           int nvals) {
+  first = lua_absindex(L, first);
   rem_ltask *t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->st = st;
   t->self_ref = LUA_NOREF;
   t->group_ref = LUA_NOREF;
-  t->nargs = nargs;
+  t->nargs = nvals;
   rem_list_init(&t->link);
   rem_task_init(&t->rt, &st->sched, NULL, task_run);
   t->rt.interrupt = rem__may_interrupt;
@@ -168,14 +171,23 @@ rem_ltask *rem__task_new(lua_State *L, rem_state *st, int fidx, int nargs) {
   rem__set_current(T, t);
   t->T = T;
   lua_setiuservalue(L, -2, 1);
-  if (!lua_checkstack(T, nargs + 2)) luaL_error(L, "rem.spawn: too many arguments");
-  lua_pushcfunction(T, task_main);
-  for (int i = 0; i <= nargs; i++) lua_pushvalue(L, fidx + i);
-  lua_xmove(L, T, nargs + 1);
+  if (!lua_checkstack(T, nvals + 1)) luaL_error(L, "rem.spawn: too many arguments");
+  lua_pushcfunction(T, body);
+  for (int i = 0; i < nvals; i++) lua_pushvalue(L, first + i);
+  lua_xmove(L, T, nvals);
   rem_list_push_back(&st->tasks, &t->link);
   lua_pushvalue(L, -1);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return t;
+}
+
+rem_ltask *rem__task_new(lua_State *L, rem_state *st, int fidx, int nargs) {
+  return new_task(L, st, task_main, fidx, nargs + 1);
+}
+
+rem_ltask *rem__task_new_body(lua_State *L, rem_state *st, lua_CFunction body, int first,
+                              int nargs) {
+  return new_task(L, st, body, first, nargs);
 }
 
 static void observe(rem_ltask *t) {
