@@ -31,7 +31,7 @@ struct rem_state {
   void *error_hook_ud;
 };
 
-/* The userdata `rem.task`; its user value 1 is its coroutine, 2 an uncaught traceback. */
+/* The userdata `rem.task`; its user value is its coroutine. */
 struct rem_ltask {
   rem_task_t rt;
   rem_state *st;
@@ -40,9 +40,10 @@ struct rem_ltask {
   int self_ref;            /* registry ref while it runs or holds an unseen error */
   int nargs;               /* arguments for the first resume; -1 once started */
   int nres;                /* values on T's stack once done: true, results... / false, err */
-  int ok;
-  int observed;            /* its outcome was joined, raised or reported */
   int group_ref;           /* registry ref of the group it was spawned in, or LUA_NOREF */
+  int tb_ref;              /* registry ref of an uncaught error's traceback, or LUA_NOREF */
+  unsigned ok : 1;
+  unsigned observed : 1;   /* its outcome was joined, raised or reported */
   intptr_t payload;        /* its error's index in the group's error list, once failed */
   rem_list_t link;         /* in st->tasks, then st->unobserved */
   rem_scope_t *unwind_floor;  /* rt.unwind_boundary where the running coroutine was resumed:

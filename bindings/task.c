@@ -33,15 +33,15 @@ static void record_group_error(lua_State *L, rem_ltask *t, int err) {
   t->payload = (intptr_t)n;
 }
 
-/* Handler of the task's own pcall: an error nobody inside caught. Keeps a traceback in
- * the task (user value 2) for the report of an error nobody joins. */
+/* Handler of the task's own pcall: an error nobody inside caught. Keeps a traceback (a
+ * registry reference: a second user value would cost every task 16 bytes) for the report of
+ * an error nobody joins. */
 static int task_handler(lua_State *T) {
   rem_ltask *t = rem__current(T);
   if (t && !rem__is_cancelled(T, 1)) {
-    push_task(T, t);
     luaL_traceback(T, T, NULL, 1);
-    lua_setiuservalue(T, -2, 2);
-    lua_pop(T, 1);
+    luaL_unref(T, LUA_REGISTRYINDEX, t->tb_ref);
+    t->tb_ref = luaL_ref(T, LUA_REGISTRYINDEX);
   }
   return rem__unwind_handler(T);
 }
@@ -100,11 +100,11 @@ static void finish(rem_ltask *t) {
   if (status == REM_EFAILED && !t->observed) {
     /* Reported at the end of rem.run, or when the task is collected, unless joined. The
      * traceback goes above the outcome on the coroutine's stack, for the report. */
-    push_task(T, t);
-    lua_getiuservalue(T, -1, 2);
-    lua_remove(T, -2);
+    lua_rawgeti(T, LUA_REGISTRYINDEX, t->tb_ref);  /* nil when there is none */
     rem_list_push_back(&t->st->unobserved, &t->link);
   }
+  luaL_unref(T, LUA_REGISTRYINDEX, t->tb_ref);
+  t->tb_ref = LUA_NOREF;
   release(t);
   rem_task_finish(&t->rt, status, t->payload);
   if (t == t->st->main && !t->ok) cancel_all(t->st);
@@ -156,11 +156,12 @@ static void task_run(rem_task_t *rt) {
 static rem_ltask *new_task(lua_State *L, rem_state *st, lua_CFunction body, int first,
                            int nvals) {
   first = lua_absindex(L, first);
-  rem_ltask *t = lua_newuserdatauv(L, sizeof *t, 2);
+  rem_ltask *t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   t->st = st;
   t->self_ref = LUA_NOREF;
   t->group_ref = LUA_NOREF;
+  t->tb_ref = LUA_NOREF;
   t->nargs = nvals;
   rem_list_init(&t->link);
   rem_task_init(&t->rt, &st->sched, NULL, task_run);
@@ -290,6 +291,8 @@ void rem__report_unobserved(rem_state *st, lua_State *L) {
  * when the Lua state closes: unlink it from everything the scheduler could still touch. */
 static int t_gc(lua_State *L) {
   rem_ltask *t = lua_touserdata(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
+  t->tb_ref = LUA_NOREF;
   if (t->rt.state != REM_TASK_DONE) {
     /* Undo the pending wait: a later completion must not wake freed memory. */
     if (t->rt.state == REM_TASK_WAITING && t->rt.abort) t->rt.abort(&t->rt);
