@@ -25,7 +25,11 @@
 
 #define REM_EXITSTACK_MT "rem.ExitStack"
 
+/* Its address marks a stack (check_stack). */
+static const char stack_tag = 0;
+
 typedef struct rem_lstack {
+  const char *tag;   /* &stack_tag */
   rem_exitstack_t xs;
   lua_State *L;      /* the thread unwinding it, during a step call (the hooks use its stack) */
   lua_Integer top;   /* slots of the entries table in use: the top entry's last */
@@ -50,16 +54,14 @@ enum { MODE_CLOSE,   /* stack:close(): raises what is left in flight */
  * table (nil: no entries), saved boundary, handler, exit fn, args...]. */
 enum { S_STACK = 1, S_ERR = 2, S_IN = 3, S_TAB = 4, S_BASE = 4, S_HANDLER = 6, S_FN = 7 };
 
-/* Performance: the methods carry the metatable as upvalue 1 (rem__open_exitstack), so the
- * common check is one metatable comparison, not luaL_checkudata's registry lookup by name;
- * anything else goes to luaL_checkudata, which raises the usual message. */
+/* Performance: a stack is recognised by its size and its tag, without pushing and comparing
+ * its metatable (luaL_checkudata's registry lookup by name, or even one comparison with the
+ * metatable, cost more than the rest of stack:callback). Only C code could make another
+ * userdata of that size holding the address of this file's stack_tag. Anything else goes to
+ * luaL_checkudata, which raises the usual message. */
 static rem_lstack *check_stack(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_getmetatable(L, idx)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok) return p;
-  }
+  rem_lstack *s = lua_touserdata(L, idx);
+  if (s && lua_rawlen(L, idx) == sizeof *s && s->tag == &stack_tag) return s;
   return luaL_checkudata(L, idx, REM_EXITSTACK_MT);
 }
 
@@ -83,6 +85,7 @@ static void on_drop(rem_exitstack_t *xs, const rem_err_t *err) {
  * first push makes it. */
 static rem_lstack *new_stack(lua_State *L) {
   rem_lstack *s = lua_newuserdatauv(L, sizeof *s, 1);
+  s->tag = &stack_tag;
   rem_exitstack_init(&s->xs);  /* safe to collect from here on */
   s->xs.chain = on_chain;
   s->xs.drop = on_drop;
@@ -98,7 +101,8 @@ static int l_exitstack(lua_State *L) {
 }
 
 static void reserve(lua_State *L, rem_lstack *s, const char *fname) {
-  if (rem_exitstack_reserve(&s->xs, 1)) luaL_error(L, "%s: out of memory", fname);
+  if (s->xs.len == s->xs.cap && rem_exitstack_reserve(&s->xs, 1))
+    luaL_error(L, "%s: out of memory", fname);
 }
 
 /* Pushes the entries table of the stack at `stack_idx`, made if it has none. */
@@ -177,9 +181,15 @@ static int entered_k(lua_State *L, int status, lua_KContext how) {
   rem_lstack *s = lua_touserdata(L, 1);
   int values;  /* the index below the first value */
   if (how & ENTER_CM) {
+    /* Performance: push_entry's work without its shuffle: [exit, cm] in the next slots. */
+    push_entries(L, 1);
     lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, s->top + 1);
     lua_pushvalue(L, 2);
-    push_entry(L, s, 1, REM_CM_CM, 2);
+    lua_rawseti(L, -2, s->top + 2);
+    lua_pop(L, 1);
+    rem_exitstack_push(&s->xs, NULL, ENTRY_DATA(s->top + 1, REM_CM_CM));  /* reserved */
+    s->top += 2;
     values = 3;
   } else {
     int kind = (int)lua_tointeger(L, 3);
@@ -226,6 +236,7 @@ static int enter_into(lua_State *L, rem_lstack *s, int kind, int how) {
  * top, above it. */
 static void keep_methods(lua_State *L, int at, int kind) {
   if (kind == REM_CM_CM) {
+    if (lua_gettop(L) == at + 2) return;  /* no extra arguments: in place already */
     lua_copy(L, -2, at + 1);
     lua_copy(L, -1, at + 2);
     lua_settop(L, at + 2);
@@ -273,9 +284,11 @@ static int s_pop_all(lua_State *L) {
 
 static int unwind_loop(lua_State *L, rem_lstack *s, int mode);
 
-/* An exit has returned or raised: tell the runtime (its hooks update S_ERR). */
-static void settle(lua_State *L, rem_lstack *s, int kind, int status) {
-  rem__pcall_restore(L, S_BASE);
+/* An exit has returned or raised: tell the runtime (its hooks update S_ERR). `saved` is the
+ * boundary at S_BASE + 1; rem__pcall_restore(L, S_BASE), inline. */
+static void settle(lua_State *L, rem_lstack *s, int kind, int status, rem_scope_t *saved) {
+  rem_ltask *t = rem__current(L);
+  if (t) t->rt.unwind_boundary = saved ? saved : t->unwind_floor;
   s->L = L;
   if (status == LUA_OK || status == LUA_YIELD) {
     rem_exitstack_exit_done(&s->xs, kind != ENTRY_CALLBACK && rem__cm_suppresses(L, kind, S_FN));
@@ -290,7 +303,8 @@ static void settle(lua_State *L, rem_lstack *s, int kind, int status) {
  * not nest. ctx: mode | kind << 2. */
 static int unwind_k(lua_State *L, int status, lua_KContext ctx) {
   rem_lstack *s = lua_touserdata(L, S_STACK);
-  settle(L, s, (int)(ctx >> 2), status);
+  settle(L, s, (int)(ctx >> 2), status, lua_touserdata(L, S_BASE + 1));
+  lua_settop(L, S_HANDLER);
   return unwind_loop(L, s, (int)(ctx & 3));
 }
 
@@ -347,14 +361,15 @@ static int unwind_end(lua_State *L, rem_lstack *s, int mode) {
   }
 }
 
+/* Runs the entries left, from a stack at S_HANDLER. */
 static int unwind_loop(lua_State *L, rem_lstack *s, int mode) {
+  rem_scope_t *saved = lua_touserdata(L, S_BASE + 1);
   rem_exit_t exit;
   while (rem_exitstack_next(&s->xs, &exit)) {
     int kind = ENTRY_KIND(exit.data);
     lua_Integer first = ENTRY_SLOT(exit.data);
     lua_Integer n = s->top - first + 1;
     s->top = first - 1;  /* popped: a push from the exit takes its slots */
-    lua_settop(L, S_HANDLER);
     push_call(L, kind, first, n);
     /* Performance: rem__cleanup_pcallk inlined; its boundary and handler slots were pushed
      * once for the whole unwinding (the saved boundary is restored after each exit). The
@@ -362,8 +377,11 @@ static int unwind_loop(lua_State *L, rem_lstack *s, int mode) {
     rem_ltask *t = rem__current(L);
     if (t) t->rt.unwind_boundary = t->rt.scope;  /* shielded: see rem__cleanup_pcallk */
     lua_KContext ctx = (lua_KContext)mode | ((lua_KContext)kind << 2);
-    int status = lua_pcallk(L, lua_gettop(L) - S_FN, 1, S_HANDLER, ctx, unwind_k);
-    settle(L, s, kind, status);
+    /* A callback's result is not wanted: it leaves the stack at S_HANDLER. */
+    int nres = kind == ENTRY_CALLBACK ? 0 : 1;
+    int status = lua_pcallk(L, lua_gettop(L) - S_FN, nres, S_HANDLER, ctx, unwind_k);
+    settle(L, s, kind, status, saved);
+    if (nres || status != LUA_OK) lua_settop(L, S_HANDLER);
   }
   return unwind_end(L, s, mode);
 }
