@@ -20,6 +20,18 @@ static int callable(lua_State *L, int idx) {
   return 1;
 }
 
+/* Pushes x.exit (REM_CM_NAME_EXIT) or x.enter, by the name the caller keeps interned in its
+ * upvalues (REM_CM_UPVALUE_NAMES) or by the literal. */
+enum { NAME_EXIT = 1, NAME_ENTER = 2 };
+static void get_method(lua_State *L, int idx, int name, int flags) {
+  if (flags & REM_CM_UPVALUE_NAMES) {
+    lua_pushvalue(L, lua_upvalueindex(name));
+    lua_gettable(L, idx);
+  } else {
+    lua_getfield(L, idx, name == NAME_EXIT ? "exit" : "enter");
+  }
+}
+
 int rem__cm_kind(lua_State *L, int idx, int flags) {
   int t = lua_type(L, idx);
   if (t == LUA_TFUNCTION) return REM_CM_FUNCTION;
@@ -32,13 +44,13 @@ int rem__cm_kind(lua_State *L, int idx, int flags) {
     indexable = 1;
   }
   if (indexable) {
-    lua_getfield(L, idx, "exit");
+    get_method(L, idx, NAME_EXIT, flags);
     if (callable(L, -1)) {
       if (flags & REM_CM_EXIT_ONLY) {
         if (!(flags & REM_CM_KEEP_METHODS)) lua_pop(L, 1);
         return REM_CM_CM;
       }
-      lua_getfield(L, idx, "enter");
+      get_method(L, idx, NAME_ENTER, flags);
       if (callable(L, -1)) {
         if (!(flags & REM_CM_KEEP_METHODS)) lua_pop(L, 2);
         return REM_CM_CM;

@@ -134,7 +134,7 @@ static void push_entry(lua_State *L, rem_lstack *s, int stack_idx, int kind, int
 static int s_callback(lua_State *L) {
   rem_lstack *s = check_stack(L, 1);
   int n = lua_gettop(L) - 1;  /* f and its arguments */
-  if (n < 1 || (lua_type(L, 2) != LUA_TFUNCTION && rem__cm_kind(L, 2, 0) != REM_CM_FUNCTION)) {
+  if (n < 1 || (lua_type(L, 2) != LUA_TFUNCTION && rem__cm_kind(L, 2, REM_CM_UPVALUE_NAMES) != REM_CM_FUNCTION)) {
     return luaL_error(L, "stack:callback: bad argument #1 (function expected, got %s)",
                       luaL_typename(L, 2));
   }
@@ -158,7 +158,8 @@ static int s_callback(lua_State *L) {
 /* stack:push(exit) -> exit: a cm (its exit), a closable, or a function exit(err). */
 static int s_push(lua_State *L) {
   rem_lstack *s = check_stack(L, 1);
-  int kind = rem__cm_check(L, 2, 1, "stack:push", REM_CM_EXIT_ONLY | REM_CM_KEEP_METHODS);
+  int kind = rem__cm_check(L, 2, 1, "stack:push",
+                          REM_CM_EXIT_ONLY | REM_CM_KEEP_METHODS | REM_CM_UPVALUE_NAMES);
   reserve(L, s, "stack:push");
   if (kind == REM_CM_CM) {  /* [exit, cm]; the check left `exit` on top */
     lua_pushvalue(L, 2);
@@ -248,14 +249,15 @@ static void keep_methods(lua_State *L, int at, int kind) {
 /* stack:enter_context(cm_or_fn) -> what entering gave. */
 static int s_enter_context(lua_State *L) {
   rem_lstack *s = check_stack(L, 1);
-  int kind = rem__cm_check(L, 2, 1, "stack:enter_context", REM_CM_KEEP_METHODS);
+  int kind = rem__cm_check(L, 2, 1, "stack:enter_context",
+                          REM_CM_KEEP_METHODS | REM_CM_UPVALUE_NAMES);
   keep_methods(L, 2, kind);
   return enter_into(L, s, kind, ENTER_CONTEXT);
 }
 
 /* rem.enter(cm_or_fn) -> guard, values...: the guard is an exit stack holding the one exit. */
 static int l_enter(lua_State *L) {
-  int kind = rem__cm_check(L, 1, 1, "rem.enter", REM_CM_KEEP_METHODS);
+  int kind = rem__cm_check(L, 1, 1, "rem.enter", REM_CM_KEEP_METHODS | REM_CM_UPVALUE_NAMES);
   keep_methods(L, 1, kind);
   rem_lstack *s = new_stack(L);
   lua_insert(L, 1);  /* [stack, x] or [stack, x, exit, enter] */
@@ -465,24 +467,32 @@ static int s_gc(lua_State *L) {
   return 0;
 }
 
+/* Pushes the upvalues of the functions that check cms: the names rem__cm_kind looks up
+ * (REM_CM_UPVALUE_NAMES). */
+static void push_names(lua_State *L) {
+  lua_pushliteral(L, "exit");
+  lua_pushliteral(L, "enter");
+}
+
 void rem__open_exitstack(lua_State *L, rem_state *st) {
+  (void)st;
   static const luaL_Reg methods[] = {
     {"enter_context", s_enter_context}, {"callback", s_callback}, {"push", s_push},
     {"pop_all", s_pop_all}, {"close", s_close}, {"enter", s_enter}, {"exit", s_exit},
     {NULL, NULL}};
   luaL_newmetatable(L, REM_EXITSTACK_MT);
   luaL_newlibtable(L, methods);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1);              /* upvalue 1: the metatable (check_stack) */
+  push_names(L);
+  luaL_setfuncs(L, methods, 2);
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "exitstack_methods");  /* rem.contextlib adds wrap */
   lua_setfield(L, -2, "__index");
   static const luaL_Reg mms[] = {
     {"__close", s_mm_close}, {"__gc", s_gc}, {"__len", s_len}, {"__tostring", s_tostring},
     {NULL, NULL}};
-  lua_pushvalue(L, -1);
-  luaL_setfuncs(L, mms, 1);
+  luaL_setfuncs(L, mms, 0);
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {{"ExitStack", l_exitstack}, {"enter", l_enter}, {NULL, NULL}};
-  rem__setfuncs(L, fns, st);
+  push_names(L);
+  luaL_setfuncs(L, fns, 2);
 }

@@ -112,6 +112,10 @@ enum { REM_CM_NONE, REM_CM_CM, REM_CM_CLOSABLE, REM_CM_FUNCTION };
  * stack's enter_context, W2 of bench/; like Python's ExitStack, which takes both methods
  * from the cm when it is pushed). */
 #define REM_CM_KEEP_METHODS 2
+/* rem__cm_kind's flag REM_CM_UPVALUE_NAMES: the calling C function's upvalues 1 and 2 are the
+ * strings "exit" and "enter" (performance: looking a method up by a string already interned
+ * spares lua_getfield's interning of the literal on every check). */
+#define REM_CM_UPVALUE_NAMES 4
 int rem__cm_kind(lua_State *L, int idx, int flags);
 /* The kind, or raises "fname: bad argument #argn (context manager, closable or function
  * expected, got T)". Check before doing anything, so misuse changes nothing. */
