@@ -293,7 +293,9 @@ static void settle(lua_State *L, rem_lstack *s, int kind, int status, rem_scope_
   if (t) t->rt.unwind_boundary = saved ? saved : t->unwind_floor;
   s->L = L;
   if (status == LUA_OK || status == LUA_YIELD) {
-    rem_exitstack_exit_done(&s->xs, kind != ENTRY_CALLBACK && rem__cm_suppresses(L, kind, S_FN));
+    /* rem__cm_suppresses, inline: a cm's exit and an exit function may suppress. */
+    int suppress = (kind == REM_CM_CM || kind == REM_CM_FUNCTION) && lua_toboolean(L, S_FN);
+    rem_exitstack_exit_done(&s->xs, suppress);
   } else {
     int code = rem__is_cancelled(L, -1) ? UV_ECANCELED : REM_EFAILED;
     rem_exitstack_exit_raise(&s->xs, code, 0);
@@ -310,13 +312,14 @@ static int unwind_k(lua_State *L, int status, lua_KContext ctx) {
   return unwind_loop(L, s, (int)(ctx & 3));
 }
 
-/* Pushes the call for the entry of `kind` in slots first..first + n - 1. */
-static void push_call(lua_State *L, int kind, lua_Integer first, lua_Integer n) {
+/* Pushes the call for the entry of `kind` in slots first..first + n - 1; returns how many
+ * arguments it has. */
+static int push_call(lua_State *L, int kind, lua_Integer first, lua_Integer n) {
   switch (kind) {
     case ENTRY_CALLBACK:
       if (n > 8) luaL_checkstack(L, (int)n, "too many callback arguments");
       for (lua_Integer i = 0; i < n; i++) lua_rawgeti(L, S_TAB, first + i);
-      return;
+      return (int)n - 1;
     case REM_CM_CM:  /* exit(cm, err) */
       lua_rawgeti(L, S_TAB, first);
       lua_rawgeti(L, S_TAB, first + 1);
@@ -328,9 +331,11 @@ static void push_call(lua_State *L, int kind, lua_Integer first, lua_Integer n) 
       break;
     default:  /* REM_CM_FUNCTION: exit(err) */
       lua_rawgeti(L, S_TAB, first);
-      break;
+      lua_pushvalue(L, S_ERR);
+      return 1;
   }
   lua_pushvalue(L, S_ERR);
+  return 2;
 }
 
 static int raise_at(lua_State *L, int idx) {
@@ -372,7 +377,7 @@ static int unwind_loop(lua_State *L, rem_lstack *s, int mode) {
     lua_Integer first = ENTRY_SLOT(exit.data);
     lua_Integer n = s->top - first + 1;
     s->top = first - 1;  /* popped: a push from the exit takes its slots */
-    push_call(L, kind, first, n);
+    int nargs = push_call(L, kind, first, n);
     /* Performance: rem__cleanup_pcallk inlined; its boundary and handler slots were pushed
      * once for the whole unwinding (the saved boundary is restored after each exit). The
      * boundary only moves once the call is set up. */
@@ -381,7 +386,7 @@ static int unwind_loop(lua_State *L, rem_lstack *s, int mode) {
     lua_KContext ctx = (lua_KContext)mode | ((lua_KContext)kind << 2);
     /* A callback's result is not wanted: it leaves the stack at S_HANDLER. */
     int nres = kind == ENTRY_CALLBACK ? 0 : 1;
-    int status = lua_pcallk(L, lua_gettop(L) - S_FN, nres, S_HANDLER, ctx, unwind_k);
+    int status = lua_pcallk(L, nargs, nres, S_HANDLER, ctx, unwind_k);
     settle(L, s, kind, status, saved);
     if (nres || status != LUA_OK) lua_settop(L, S_HANDLER);
   }
