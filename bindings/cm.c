@@ -20,30 +20,42 @@ static int callable(lua_State *L, int idx) {
   return 1;
 }
 
-/* Is t[name] callable? Only tables, and userdata with an __index, are indexed: indexing
- * anything else would raise. */
-static int has_method(lua_State *L, int idx, const char *name) {
-  lua_getfield(L, idx, name);
-  int ok = callable(L, -1);
-  lua_pop(L, 1);
-  return ok;
+/* Pushes x.exit (REM_CM_NAME_EXIT) or x.enter, by the name the caller keeps interned in its
+ * upvalues (REM_CM_UPVALUE_NAMES) or by the literal. */
+enum { NAME_EXIT = 1, NAME_ENTER = 2 };
+static void get_method(lua_State *L, int idx, int name, int flags) {
+  if (flags & REM_CM_UPVALUE_NAMES) {
+    lua_pushvalue(L, lua_upvalueindex(name));
+    lua_gettable(L, idx);
+  } else {
+    lua_getfield(L, idx, name == NAME_EXIT ? "exit" : "enter");
+  }
 }
 
 int rem__cm_kind(lua_State *L, int idx, int flags) {
-  idx = lua_absindex(L, idx);
   int t = lua_type(L, idx);
   if (t == LUA_TFUNCTION) return REM_CM_FUNCTION;
+  idx = lua_absindex(L, idx);
+  /* Only tables, and userdata with an __index, are indexed: indexing anything else would
+   * raise. */
   int indexable = t == LUA_TTABLE;
   if (t == LUA_TUSERDATA && luaL_getmetafield(L, idx, "__index") != LUA_TNIL) {
     lua_pop(L, 1);
     indexable = 1;
   }
-  if (indexable && has_method(L, idx, "exit")) {
-    if (flags & REM_CM_EXIT_ONLY) return REM_CM_CM;
-    lua_getfield(L, idx, "enter");
+  if (indexable) {
+    get_method(L, idx, NAME_EXIT, flags);
     if (callable(L, -1)) {
-      if (!(flags & REM_CM_KEEP_ENTER)) lua_pop(L, 1);
-      return REM_CM_CM;
+      if (flags & REM_CM_EXIT_ONLY) {
+        if (!(flags & REM_CM_KEEP_METHODS)) lua_pop(L, 1);
+        return REM_CM_CM;
+      }
+      get_method(L, idx, NAME_ENTER, flags);
+      if (callable(L, -1)) {
+        if (!(flags & REM_CM_KEEP_METHODS)) lua_pop(L, 2);
+        return REM_CM_CM;
+      }
+      lua_pop(L, 1);
     }
     lua_pop(L, 1);
   }

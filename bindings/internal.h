@@ -107,10 +107,16 @@ enum { REM_CM_NONE, REM_CM_CM, REM_CM_CLOSABLE, REM_CM_FUNCTION };
  * as stack:push wants); else a closable has __close; else a function is callable. A cm that
  * is also closable (all of rem's) is a cm. */
 #define REM_CM_EXIT_ONLY 1
-/* rem__cm_kind's flag REM_CM_KEEP_ENTER: when the value is a cm, the `enter` the check
- * found is left on top of the stack, so the caller enters with it instead of looking it up
- * again (performance: an exit stack's enter_context, W2 of bench/). */
-#define REM_CM_KEEP_ENTER 2
+/* rem__cm_kind's flag REM_CM_KEEP_METHODS: when the value is a cm, the methods the check
+ * found are left on top of the stack, `exit` then (without REM_CM_EXIT_ONLY) `enter`, so the
+ * caller enters and records the exit without looking them up again (performance: an exit
+ * stack's enter_context, W2 of bench/; like Python's ExitStack, which takes both methods
+ * from the cm when it is pushed). */
+#define REM_CM_KEEP_METHODS 2
+/* rem__cm_kind's flag REM_CM_UPVALUE_NAMES: the calling C function's upvalues 1 and 2 are the
+ * strings "exit" and "enter" (performance: looking a method up by a string already interned
+ * spares lua_getfield's interning of the literal on every check). */
+#define REM_CM_UPVALUE_NAMES 4
 int rem__cm_kind(lua_State *L, int idx, int flags);
 /* The kind, or raises "fname: bad argument #argn (context manager, closable or function
  * expected, got T)". Check before doing anything, so misuse changes nothing. */

@@ -39,8 +39,10 @@ int rem_exitstack_reserve(rem_exitstack_t *stack, size_t n) {
 }
 
 int rem_exitstack_push(rem_exitstack_t *stack, rem_exit_cb cb, void *data) {
-  int rc = rem_exitstack_reserve(stack, 1);
-  if (rc) return rc;
+  if (stack->len == stack->cap) {  /* the common case, room, without the call */
+    int rc = rem_exitstack_reserve(stack, 1);
+    if (rc) return rc;
+  }
   stack->entries[stack->len].cb = cb;
   stack->entries[stack->len].data = data;
   stack->len++;

@@ -474,6 +474,103 @@ describe("rem.ExitStack", function()
     end)
   end)
 
+  -- The entries' Lua values live in slots of one table: a callback takes one slot per
+  -- value, a cm two; the slots are reused and the table dropped when unwinding ends.
+  it("entry slots: callbacks with many arguments and nils, cms and pushes interleaved, reuse", function()
+    local log, add = H.log()
+    H.run(function()
+      local stack = rem.ExitStack()
+      for round = 1, 2 do
+        local args = {}
+        for i = 1, 40 do args[i] = (i % 3 ~= 0) and i or nil end
+        stack:callback(function(...)
+          local n = select("#", ...)
+          local t = { ... }
+          for i = 1, 40 do assert(t[i] == args[i]) end
+          add("many " .. n)
+        end, table.unpack(args, 1, 40))
+        stack:enter_context(mk(add, "cm" .. round))
+        stack:callback(add, "one")
+        stack:push(exitfn(add, "fn"))
+        stack:callback(function(a, b) add(tostring(a) .. " " .. b) end, nil, "two")
+        assert.are.equal(5, #stack)
+        stack:close()
+        assert.are.equal(0, #stack)
+      end
+    end)
+    assert.are.same({ "cm1 enter", "nil two", "fn nil", "one", "cm1 exit nil", "many 40",
+                      "cm2 enter", "nil two", "fn nil", "one", "cm2 exit nil", "many 40" }, log)
+  end)
+
+  it("entry slots: an exit that pushes while it unwinds, suspending, runs the new entry next", function()
+    local log, add = H.log()
+    H.run(function()
+      local stack = rem.ExitStack()
+      stack:callback(add, "bottom")
+      stack:enter_context(mk(add, "m"))
+      stack:callback(function()
+        rem.sleep(0.001)
+        stack:callback(add, "pushed 1", "x")
+        stack:enter_context(mk(add, "late"))
+        rem.sleep(0.001)
+        add("top")
+      end)
+      stack:close()
+    end)
+    assert.are.same({ "m enter", "late enter", "top", "late exit nil", "pushed 1", "m exit nil",
+                      "bottom" }, log)
+  end)
+
+  it("entry slots: an enter that suspends while another task closes the stack is still recorded", function()
+    local log, add = H.log()
+    H.run(function()
+      local stack = rem.ExitStack()
+      stack:callback(add, "first")
+      local t = rem.spawn(function()
+        stack:enter_context(mk(add, "slow", { enter_delay = 0.01 }))
+        add("entered")
+      end)
+      rem.sleep(0.002)
+      stack:close()  -- runs "first" and drops the table while "slow" is entering
+      t:join()
+      assert.are.equal(1, #stack)
+      stack:close()
+    end)
+    assert.are.same({ "slow enter", "first", "entered", "slow exit nil" }, log)
+  end)
+
+  it("a cm's exit is the one it had when pushed (as Python's ExitStack takes __exit__)", function()
+    local log, add = H.log()
+    H.run(function()
+      local stack = rem.ExitStack()
+      local m = mk(add, "m")
+      stack:enter_context(m)
+      m.exit = function() add("replaced") end
+      stack:close()
+    end)
+    assert.are.same({ "m enter", "m exit nil" }, log)
+  end)
+
+  it("holds nothing once unwound: entries are collectable after close", function()
+    H.run(function()
+      local weak = setmetatable({}, { __mode = "k" })
+      local stack = rem.ExitStack()
+      for _ = 1, 10 do
+        local m = mk(function() end, "m")
+        weak[m] = true
+        stack:enter_context(m)
+        local f = function() end
+        weak[f] = true
+        stack:callback(f)
+      end
+      stack:close()
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(next(weak))
+      assert.are.equal(0, #stack)
+    end)
+  end)
+
   it("works outside a task for exits that do not suspend", function()
     local log, add = H.log()
     local s = rem.ExitStack()

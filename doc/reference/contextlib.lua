@@ -100,14 +100,16 @@
 -- manager and closable. Unwinding runs each exit with the error as the previous exits left
 -- it (nil once one suppressed it); an exit that raises replaces the error in flight (the old
 -- one becomes its `context`) and the remaining exits still run. Every entry is removed as it
--- runs, so a stack can be reused; exits run shielded and may suspend; any number of entries
+-- runs, so a stack can be reused (what it held is let go when the unwinding ends); exits run
+-- shielded and may suspend; any number of entries
 -- unwinds without growing the C stack. `#stack` is the number of entries; `tostring` gives
 -- `"rem.ExitStack (N entries): 0x..."`. Entries still on a stack that is garbage-collected
 -- are dropped without running.
 -- @type ExitStack
 
 --- Enters `cm` (a cm, a closable or an async constructor, as @{rem.enter}) and pushes its
--- exit. If entering fails, nothing is pushed and the error propagates.
+-- exit (a cm's `exit` method is taken before entering it, as Python's ExitStack takes
+-- `__exit__`). If entering fails, nothing is pushed and the error propagates.
 -- @function ExitStack:enter_context
 -- @param cm what to enter
 -- @return what entering gave
@@ -122,9 +124,9 @@
 -- @treturn function `fn`
 -- @usage stack:callback(print, "cleaned up")
 
---- Pushes an exit without entering anything: a cm (its `exit` is used; `enter` is never
--- called), a closable (its `__close`), or a function `exit(err)` that returns truthy to
--- suppress.
+--- Pushes an exit without entering anything: a cm (its `exit` method as it is now; `enter`
+-- is never called), a closable (its `__close`), or a function `exit(err)` that returns truthy
+-- to suppress.
 -- @function ExitStack:push
 -- @param exit the exit
 -- @return `exit`
