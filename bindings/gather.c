@@ -210,7 +210,8 @@ static int helper_main(lua_State *L) {
   lua_settop(L, H_X);
   lua_pushnil(L);
   lua_pushnil(L);
-  if (plain_table(L, H_X) && rem__cm_kind(L, H_X, REM_CM_KEEP_ENTER) == REM_CM_CM) {
+  if (plain_table(L, H_X) && rem__cm_kind(L, H_X, REM_CM_KEEP_METHODS) == REM_CM_CM) {
+    lua_remove(L, -2);      /* the `exit` found too: the exit looks it up when it runs */
     lua_pushvalue(L, H_X);  /* x:enter(), its `enter` being on top */
     return rem__pcall(L, H_X, K_ENTERED_CM, helper_k);
   }
