@@ -37,8 +37,9 @@ const char *rem__role_name(int role);
 int rem__collection_acquire(lua_State *L, const char *method);
 int rem__collection_release(lua_State *L, int caller, const char *method, int required);
 
-/* manager_plain.c: the methods every manager class has (enter, exit, __close, ...). */
-extern const luaL_Reg rem__manager_methods[];
+/* manager_plain.c: sets the methods every manager class has (enter, exit, __close, ...)
+ * into the table on top. */
+void rem__manager_setfuncs(lua_State *L, rem_state *st);
 /* constructor(cls) -> function(...) making an instance of cls and calling its init(...). */
 int rem__manager_constructor(lua_State *L);
 

@@ -892,8 +892,8 @@ void rem__open_manager(lua_State *L, rem_state *st) {
   static const luaL_Reg manager[] = {
     {"wrap", m_wrap}, {"acquire_resources", m_nothing}, {"release_resources", m_nothing},
     {"release_resources_on_error", m_release_resources_on_error}, {NULL, NULL}};
-  new_class(L, st, "rem.Manager", "manager", rem__manager_methods);
-  rem__setfuncs(L, manager, st);
+  new_class(L, st, "rem.Manager", "manager", manager);
+  rem__manager_setfuncs(L, st);
   static const luaL_Reg collection[] = {
     {"init", c_init}, {"resource_managers", c_resource_managers}, {NULL, NULL}};
   new_class(L, st, "rem.Collection", "collection", collection);

@@ -167,6 +167,17 @@ static void fit_error(lua_State *L, const char *what) {
 
 #define OK(status) ((status) == LUA_OK || (status) == LUA_YIELD)
 
+/* The methods' upvalues: the rem state (1, as rem__setfuncs gives), then the names of the
+ * methods they call, interned once. Performance: lua_getfield would intern its literal on
+ * every call (a strcmp in Lua's string cache). */
+enum { UP_ACQUIRE = 2, UP_RELEASE, UP_RELEASE_ON_ERROR, UP_COUNT = UP_RELEASE_ON_ERROR };
+
+/* Pushes self[upvalue `up`] (self at 1; through __index, as self.name would). */
+static void push_method(lua_State *L, int up) {
+  lua_pushvalue(L, lua_upvalueindex(up));
+  lua_gettable(L, 1);
+}
+
 /* ---- acquire ------------------------------------------------------------------------ */
 
 /* Stack: [self, class, roles, boundary, handler, acquire_resources, self] while it runs;
@@ -197,7 +208,7 @@ static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
   fit_error(L, "acquire_resources");
   lua_replace(L, 4);
   lua_settop(L, 6);
-  lua_getfield(L, 1, "release_resources_on_error");
+  push_method(L, UP_RELEASE_ON_ERROR);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 4);
   status = rem__cleanup_pcallk(L, 4, 0, ctx, rollback_k);
@@ -224,7 +235,7 @@ static int acquire(lua_State *L, const char *method) {
   lua_rawgeti(L, 3, REM_ROLE_ACQUIRING);
   lua_setmetatable(L, 1);
   lua_settop(L, 5);
-  lua_getfield(L, 1, "acquire_resources");
+  push_method(L, UP_ACQUIRE);
   lua_pushvalue(L, 1);
   return rem__pcall(L, 3, 0, acquire_k);
 }
@@ -293,7 +304,7 @@ static int release(lua_State *L, int caller, const char *method, int required) {
   lua_setmetatable(L, 1);
   lua_rawgeti(L, 3, R_CLASS);
   lua_replace(L, 3);                   /* [self, err, class, mark, roles]: 4 and 5 are free */
-  lua_getfield(L, 1, has_err ? "release_resources_on_error" : "release_resources");
+  push_method(L, has_err ? UP_RELEASE_ON_ERROR : UP_RELEASE);
   lua_pushvalue(L, 1);
   if (has_err) lua_pushvalue(L, 2);
   lua_KContext ctx = (lua_KContext)(has_err << 3 | caller);
@@ -321,9 +332,16 @@ static int m_close(lua_State *L) {
   return release(L, REM_CALLER_CLOSE, "__close", 0);
 }
 
-const luaL_Reg rem__manager_methods[] = {
-  {"enter", m_enter}, {"exit", m_exit}, {"__close", m_close}, {"acquire", m_acquire},
-  {"release", m_release}, {"release_on_error", m_release_on_error}, {NULL, NULL}};
+void rem__manager_setfuncs(lua_State *L, rem_state *st) {
+  static const luaL_Reg methods[] = {
+    {"enter", m_enter}, {"exit", m_exit}, {"__close", m_close}, {"acquire", m_acquire},
+    {"release", m_release}, {"release_on_error", m_release_on_error}, {NULL, NULL}};
+  lua_pushlightuserdata(L, st);
+  lua_pushliteral(L, "acquire_resources");
+  lua_pushliteral(L, "release_resources");
+  lua_pushliteral(L, "release_resources_on_error");
+  luaL_setfuncs(L, methods, UP_COUNT);
+}
 
 /* ---- the constructor ------------------------------------------------------------------ */
 
@@ -334,7 +352,7 @@ static int constructed(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* Class.new(...): an instance (upvalue 1: the class), then instance:init(...) when the
+/* Class.new(...): an instance (upvalue 1: the class; 2: "init"), then instance:init(...) when the
  * class has an init. Performance: in C, the instance made with no hash part. */
 static int construct(lua_State *L) {
   int nargs = lua_gettop(L);  /* the 3 slots used above the arguments: LUA_MINSTACK */
@@ -342,7 +360,8 @@ static int construct(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   lua_insert(L, 1);
-  lua_getfield(L, 1, "init");
+  lua_pushvalue(L, lua_upvalueindex(2));  /* "init", interned once */
+  lua_gettable(L, 1);
   if (!lua_toboolean(L, -1)) return constructed(L, LUA_OK, 0);
   lua_insert(L, 2);
   lua_pushvalue(L, 1);
@@ -354,6 +373,7 @@ static int construct(lua_State *L) {
 int rem__manager_constructor(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  lua_pushcclosure(L, construct, 1);
+  lua_pushliteral(L, "init");
+  lua_pushcclosure(L, construct, 2);
   return 1;
 }
