@@ -29,6 +29,12 @@ int rem__manager_kind(lua_State *L, int idx);
 int rem__manager_role(lua_State *L, int idx);
 /* Gives the plain manager at `idx` the metatable of `role`. */
 void rem__manager_set_role(lua_State *L, int idx, int role);
+/* The task that runs an operation of class `cls`'s `method`: the caller's. Raises when
+ * there is none ("rem.Manager:enter: not inside a task ..."). */
+rem_ltask *rem__manager_task(lua_State *L, const char *cls, const char *method);
+/* Makes the error on top fit to travel: nil and false become an rem.Error ("<cls>:<what>
+ * raised nil"): an exit must always see an error when something failed. */
+void rem__manager_fit_error(lua_State *L, const char *cls, const char *what);
 /* "not acquired", "being acquired", ... for messages. */
 const char *rem__role_name(int role);
 

@@ -187,11 +187,7 @@ static const char *state_name(const lmgr *lm) {
 /* The error on top, made fit to travel: nil and false become an rem.Error (an exit must
  * always see an error when something failed). Returns its runtime code. */
 static int error_code(lua_State *L, lmgr *lm, const char *what) {
-  if (!lua_toboolean(L, -1)) {
-    const char *v = lua_isnil(L, -1) ? "nil" : "false";
-    lua_pop(L, 1);
-    rem__push_error(L, NULL, "%s:%s raised %s", lm->cls, what, v);
-  }
+  rem__manager_fit_error(L, lm->cls, what);
   return rem__is_cancelled(L, -1) ? UV_ECANCELED : REM_EFAILED;
 }
 
@@ -615,13 +611,7 @@ static void begin_inline(lmgr *lm, rem_ltask *t, int caller, const char *method)
 }
 
 static rem_ltask *need_task(lua_State *L, lmgr *lm, const char *method) {
-  /* Performance: the name for the message is only formatted when it is needed. */
-  rem_ltask *cur = rem__current(L);
-  if (cur && lua_isyieldable(L)) return cur;
-  const char *fname = lua_pushfstring(L, "%s:%s", lm->cls, method);
-  rem_ltask *t = rem__need_task(L, fname);
-  lua_pop(L, 1);
-  return t;
+  return rem__manager_task(L, lm->cls, method);
 }
 
 int rem__collection_acquire(lua_State *L, const char *method) {

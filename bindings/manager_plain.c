@@ -145,25 +145,26 @@ void rem__manager_set_role(lua_State *L, int idx, int role) {
   lua_setmetatable(L, idx);
 }
 
-/* The task that runs the operation: the caller's. Raises when there is none. */
-static rem_ltask *need_task(lua_State *L, const char *method) {
+rem_ltask *rem__manager_task(lua_State *L, const char *cls, const char *method) {
   rem_ltask *t = rem__current(L);
   if (t && lua_isyieldable(L)) return t;
   /* Performance: the name for the message is only formatted when it is needed. */
-  const char *fname = lua_pushfstring(L, CLS ":%s", method);
+  const char *fname = lua_pushfstring(L, "%s:%s", cls, method);
   t = rem__need_task(L, fname);
   lua_pop(L, 1);
   return t;
 }
 
-/* The error on top made fit to travel: nil and false become an rem.Error (an exit must
- * always see an error when something failed). */
-static void fit_error(lua_State *L, const char *what) {
+#define need_task(L, method) rem__manager_task(L, CLS, method)
+
+void rem__manager_fit_error(lua_State *L, const char *cls, const char *what) {
   if (lua_toboolean(L, -1)) return;
   const char *v = lua_isnil(L, -1) ? "nil" : "false";
   lua_pop(L, 1);
-  rem__push_error(L, NULL, CLS ":%s raised %s", what, v);
+  rem__push_error(L, NULL, "%s:%s raised %s", cls, what, v);
 }
+
+#define fit_error(L, what) rem__manager_fit_error(L, CLS, what)
 
 #define OK(status) ((status) == LUA_OK || (status) == LUA_YIELD)
 
