@@ -18,7 +18,6 @@
  * Error payloads are registry references (payload.c); the pool's failures become an
  * rem.ErrorGroup, and a pool cancelled while entering raises the cancellation itself.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -40,7 +39,9 @@ typedef struct lpool {
   rem_pool_t pool;
   rem_state *st;
   size_t n;
-  lmember *members;           /* n of them, then the n pointers the pool reads: one block */
+  lmember *members;           /* n of them, then the n pointers the pool reads: one block,
+                                 a userdata (user value 2): freed with the pool, never
+                                 before, even when __gc is called by hand */
   lua_State *spawn_L;         /* the driver's thread (the pool at index 1) during enter's start */
   rem_ltask *driver;          /* the task in enter or exit */
   int op;                     /* what it is doing */
@@ -50,6 +51,7 @@ typedef struct lpool {
   int status;
   intptr_t payload;
   int err_ref;                /* exit: the error in flight, or LUA_NOREF */
+  int finalised;              /* its __gc ran (called by hand, it may still be reached) */
 } lpool;
 
 enum { OP_ENTER = 1, OP_EXIT, OP_CLOSE };
@@ -58,7 +60,9 @@ enum { OP_ENTER = 1, OP_EXIT, OP_CLOSE };
 #define LPOOL(p) REM_CONTAINER_OF(p, lpool, pool)
 
 static lpool *check_pool(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, REM_POOL_MT);
+  lpool *lp = luaL_checkudata(L, idx, REM_POOL_MT);
+  if (lp->finalised) luaL_error(L, "rem.ExitPool: the pool was finalised (its __gc ran)");
+  return lp;
 }
 
 static rem_pool_member_t **member_ptrs(lpool *lp) {
@@ -438,15 +442,16 @@ static int l_gather(lua_State *L) {
   int n = lua_gettop(L);
   for (int i = 1; i <= n; i++)
     if (!cmember_class(L, i)) rem__cm_check(L, i, i, "rem.gather", 0);
-  lpool *lp = lua_newuserdatauv(L, sizeof *lp, 1);
+  lpool *lp = lua_newuserdatauv(L, sizeof *lp, 2);
   memset(lp, 0, sizeof *lp);
   rem_pool_init(&lp->pool, &hooks);  /* safe to collect from here on */
   lp->st = rem__state(L);
   lp->err_ref = LUA_NOREF;
   luaL_setmetatable(L, REM_POOL_MT);
   if (n > 0) {
-    lp->members = malloc((size_t)n * (sizeof *lp->members + sizeof(rem_pool_member_t *)));
-    if (!lp->members) return luaL_error(L, "rem.gather: out of memory");
+    lp->members = lua_newuserdatauv(L, (size_t)n * (sizeof *lp->members +
+                                                    sizeof(rem_pool_member_t *)), 0);
+    lua_setiuservalue(L, -2, 2);
   }
   lp->n = (size_t)n;
   lua_createtable(L, n, 0);
@@ -493,7 +498,11 @@ static int p_recreate(lua_State *L) {
 }
 
 static int p_tostring(lua_State *L) {
-  lpool *lp = check_pool(L, 1);
+  lpool *lp = luaL_checkudata(L, 1, REM_POOL_MT);
+  if (lp->finalised) {
+    lua_pushfstring(L, "rem.ExitPool (finalised): %p", (void *)lp);
+    return 1;
+  }
   static const char *const states[] = {"idle", "entering", "entered", "exiting"};
   lua_pushfstring(L, "rem.ExitPool (%d member%s, %s): %p", (int)lp->n, lp->n == 1 ? "" : "s",
                   states[lp->pool.state], (void *)lp);
@@ -505,10 +514,24 @@ static int p_len(lua_State *L) {
   return 1;
 }
 
+/* Whether an operation runs or a Lua member's helper lives: they hold the pool, so only a
+ * __gc called by hand can see it so. */
+static int in_use(const lpool *lp) {
+  if (lp->driver) return 1;
+  for (size_t i = 0; i < lp->n; i++)
+    if (lp->members[i].helper) return 1;
+  return 0;
+}
+
 /* A pool is collected only when no operation runs and no helper waits (they hold it). C
- * members left entered are let go, so they can join another pool. */
+ * members left entered are let go, so they can join another pool. A pool in use can only
+ * see a __gc called by hand (or lua_close's, when a pool was never exited): it is ignored,
+ * and the pool goes on. Otherwise the pool is finalised once: its methods refuse it after
+ * (the members' block is freed by the collector with the pool, never here). */
 static int p_gc(lua_State *L) {
-  lpool *lp = lua_touserdata(L, 1);
+  lpool *lp = luaL_checkudata(L, 1, REM_POOL_MT);
+  if (lp->finalised || in_use(lp)) return 0;
+  lp->finalised = 1;
   rem_pool_member_t **ptrs = lp->members ? member_ptrs(lp) : NULL;
   for (size_t i = 0; i < lp->n; i++) {
     if (ptrs[i]->pool != &lp->pool) continue;
@@ -516,8 +539,6 @@ static int p_gc(lua_State *L) {
     ptrs[i]->entered = ptrs[i]->busy = 0;
   }
   rem_pool_deinit(&lp->pool);
-  free(lp->members);
-  lp->members = NULL;
   lp->n = 0;
   return 0;
 }

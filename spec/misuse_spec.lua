@@ -262,4 +262,29 @@ describe("metamethods called by hand (found by tools/fuzz.lua)", function()
       end
     end)
   end)
+
+  it("a pool's __gc called by hand: an idle pool is refused after, a pool in use goes on", function()
+    local log, add = H.log()
+    local function member(name)
+      return { enter = function() rem.sleep(0.001); add(name .. " enter"); return name end,
+               exit = function() add(name .. " exit") end }
+    end
+    H.run(function()
+      local idle = rem.gather(member("a"))
+      local gc = getmetatable(idle).__gc
+      gc(idle)
+      gc(idle)  -- once only
+      assert.matches("rem.ExitPool: the pool was finalised", H.error_of(function()
+        rem.with(idle, function() end)
+      end), 1, true)
+      assert.matches("^rem.ExitPool %(finalised%)", tostring(idle))
+      -- In use, its helpers reach its members' slots: the call is ignored (it freed them).
+      local busy = rem.gather(member("b"), member("c"))
+      local _ <close>, b, c = rem.enter(busy)
+      gc(busy)
+      assert.are.same({ "b", "c" }, { b, c })
+      assert.matches("entered", tostring(busy))
+    end)
+    assert.are.same({ "b enter", "c enter", "b exit", "c exit" }, log)
+  end)
 end)
